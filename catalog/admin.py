@@ -1,0 +1,57 @@
+"""Admin for categories and products."""
+
+from django.contrib import admin
+from django.db.models import Count
+
+from catalog import services
+from catalog.models import Category, Product
+
+
+@admin.register(Category)
+class CategoryAdmin(admin.ModelAdmin):
+    list_display = ["name", "slug", "parent", "position", "product_count"]
+    list_filter = ["parent"]
+    search_fields = ["name", "slug", "description"]
+    prepopulated_fields = {"slug": ["name"]}
+    list_select_related = ["parent"]
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).annotate(_product_count=Count("products"))
+
+    @admin.display(description="Products", ordering="_product_count")
+    def product_count(self, obj):
+        return obj._product_count
+
+
+@admin.register(Product)
+class ProductAdmin(admin.ModelAdmin):
+    list_display = [
+        "sku", "title", "category", "category_source", "predicted_category",
+        "prediction_confidence", "review_status", "is_published",
+    ]
+    list_filter = ["review_status", "category_source", "is_published", "category",
+                   "image_missing"]
+    search_fields = ["sku", "title", "description"]
+    list_select_related = ["category", "category__parent", "predicted_category",
+                           "predicted_category__parent"]
+    autocomplete_fields = ["category"]
+    readonly_fields = [
+        "category_source", "category_set_at", "predicted_category", "prediction_confidence",
+        "prediction_top_k", "prediction_model_version", "predicted_at", "review_status",
+        "classification_error", "image_missing", "image_updated_at", "created_at", "updated_at",
+    ]
+    fieldsets = [
+        (None, {"fields": ["sku", "title", "description", "price", "is_published", "image"]}),
+        ("Category", {"fields": ["category", "category_source", "category_set_at"]}),
+        ("Classifier", {"fields": [
+            "review_status", "predicted_category", "prediction_confidence", "prediction_top_k",
+            "prediction_model_version", "predicted_at", "classification_error",
+        ]}),
+        ("Record", {"fields": ["image_missing", "image_updated_at", "created_at", "updated_at"]}),
+    ]
+
+    def save_model(self, request, obj, form, change):
+        # A category chosen in this form is a person's decision; the service records it so.
+        super().save_model(request, obj, form, change)
+        if "category" in form.changed_data:
+            services.product_set_category_by_person(product=obj, category=obj.category)

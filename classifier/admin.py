@@ -1,0 +1,46 @@
+"""Admin for model versions, classification jobs and prediction history."""
+
+from django.contrib import admin
+
+from classifier.models import ClassificationJob, ModelVersion, PredictionRecord
+
+
+@admin.register(ModelVersion)
+class ModelVersionAdmin(admin.ModelAdmin):
+    list_display = ["number", "name", "architecture", "quantization", "accuracy_display",
+                    "is_active", "created_at", "created_by"]
+    list_filter = ["is_active", "architecture", "quantization"]
+    search_fields = ["name", "notes"]
+    readonly_fields = [f.name for f in ModelVersion._meta.fields if f.name not in ("name", "notes")]
+
+    @admin.display(description="Accuracy")
+    def accuracy_display(self, obj):
+        return "—" if obj.accuracy is None else f"{obj.accuracy:.1%}"
+
+    def has_add_permission(self, request):
+        return False  # Versions come from training, never from a hand-filled form.
+
+
+@admin.register(ClassificationJob)
+class ClassificationJobAdmin(admin.ModelAdmin):
+    list_display = ["id", "status", "model_version", "scope", "total", "done_count",
+                    "failed_count", "created_at", "finished_at"]
+    list_filter = ["status", "model_version"]
+    readonly_fields = [f.name for f in ClassificationJob._meta.fields]
+    list_select_related = ["model_version"]
+
+    def has_add_permission(self, request):
+        return False
+
+
+@admin.register(PredictionRecord)
+class PredictionRecordAdmin(admin.ModelAdmin):
+    list_display = ["product", "label", "confidence", "outcome", "model_version", "job",
+                    "created_at"]
+    list_filter = ["outcome", "model_version"]
+    search_fields = ["product__sku", "product__title", "label"]
+    list_select_related = ["product", "model_version", "job"]
+    readonly_fields = [f.name for f in PredictionRecord._meta.fields]
+
+    def has_add_permission(self, request):
+        return False

@@ -1,0 +1,154 @@
+"""Model versions, classification jobs and the per-product prediction history."""
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+
+from catalog.storage import model_files_storage
+
+
+class ModelVersion(models.Model):
+    """One trained, exported classifier, with everything needed to use and judge it.
+
+    The labels and input contract are stored here, not inside the model file, so inference can
+    check a model before trusting it and an export bundle can carry them as plain files.
+    """
+
+    number = models.PositiveIntegerField(unique=True, help_text="Increases with every model.")
+    name = models.CharField(max_length=120, blank=True)
+    file = models.FileField(
+        "TFLite file", upload_to="models/", storage=model_files_storage, max_length=255
+    )
+    checksum = models.CharField(max_length=64, help_text="SHA-256 of the TFLite file.")
+    size_bytes = models.PositiveBigIntegerField(default=0)
+    # Kept Keras weights make re-export to another quantisation possible without retraining.
+    keras_file = models.FileField(
+        upload_to="models/keras/", storage=model_files_storage, max_length=255, blank=True
+    )
+    labels = models.JSONField(help_text="Category slugs in the model's output order.")
+    input_contract = models.JSONField(
+        help_text="Input size, dtype, value range and resize method the model expects."
+    )
+    architecture = models.CharField(max_length=40)
+    quantization = models.CharField(max_length=16, default="float32")
+    hyperparameters = models.JSONField(default=dict, blank=True)
+    dataset_stats = models.JSONField(default=dict, blank=True)
+    metrics = models.JSONField(default=dict, blank=True)
+    history = models.JSONField(default=dict, blank=True, help_text="Per-epoch training curves.")
+    notes = models.TextField(blank=True)
+
+    is_active = models.BooleanField(default=False)
+    activated_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+        related_name="+",
+    )
+
+    class Meta:
+        ordering = ["-number"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["is_active"],
+                condition=Q(is_active=True),
+                name="classifier_one_active_model_version",
+                violation_error_message="Only one model version can be active.",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        label = f"v{self.number}"
+        if self.name:
+            label += f" {self.name}"
+        return label + (" (active)" if self.is_active else "")
+
+    @property
+    def accuracy(self) -> float | None:
+        return self.metrics.get("accuracy") if isinstance(self.metrics, dict) else None
+
+
+class JobStatus(models.TextChoices):
+    QUEUED = "queued", "Queued"
+    RUNNING = "running", "Running"
+    SUCCEEDED = "succeeded", "Succeeded"
+    FAILED = "failed", "Failed"
+
+
+class ClassificationJob(models.Model):
+    """A request to classify a set of products, split into chunks that workers share."""
+
+    model_version = models.ForeignKey(
+        ModelVersion, on_delete=models.PROTECT, related_name="jobs"
+    )
+    status = models.CharField(max_length=16, choices=JobStatus.choices, default=JobStatus.QUEUED)
+    scope = models.CharField(max_length=200, blank=True, help_text="What was asked for.")
+    total = models.PositiveIntegerField(default=0)
+    done_count = models.PositiveIntegerField(default=0, help_text="Products classified.")
+    failed_count = models.PositiveIntegerField(default=0, help_text="Products that failed.")
+    chunk_count = models.PositiveIntegerField(default=0)
+    error = models.TextField(blank=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+        related_name="+",
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"Classification job #{self.pk} ({self.get_status_display()})"
+
+    @property
+    def processed(self) -> int:
+        return self.done_count + self.failed_count
+
+    @property
+    def progress(self) -> float:
+        return 1.0 if not self.total else min(1.0, self.processed / self.total)
+
+
+class PredictionOutcome(models.TextChoices):
+    CLASSIFIED = "classified", "Classified"
+    NEEDS_REVIEW = "needs_review", "Needs review"
+    FAILED = "failed", "Failed"
+
+
+class PredictionRecord(models.Model):
+    """History: what a model version said about a product (one row per job and product)."""
+
+    product = models.ForeignKey(
+        "catalog.Product", on_delete=models.CASCADE, related_name="prediction_records"
+    )
+    model_version = models.ForeignKey(
+        ModelVersion, on_delete=models.CASCADE, related_name="prediction_records"
+    )
+    job = models.ForeignKey(
+        ClassificationJob, null=True, blank=True, on_delete=models.SET_NULL,
+        related_name="records",
+    )
+    outcome = models.CharField(max_length=16, choices=PredictionOutcome.choices)
+    category = models.ForeignKey(
+        "catalog.Category", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    label = models.CharField(max_length=100, blank=True)
+    confidence = models.FloatField(null=True, blank=True)
+    top_k = models.JSONField(default=list, blank=True)
+    error = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [
+            # Makes a re-run chunk harmless: a product is recorded once per job.
+            models.UniqueConstraint(
+                fields=["job", "product"], condition=Q(job__isnull=False),
+                name="classifier_one_record_per_job_product",
+            ),
+        ]
+        indexes = [models.Index(fields=["product", "-created_at"], name="record_product_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.product_id} → {self.label or self.outcome} (v{self.model_version_id})"

@@ -1,0 +1,264 @@
+"""Settings for every environment, read from environment variables only.
+
+With no infrastructure variables the site runs embedded: SQLite under ``var/``, django-q2's ORM
+broker and local file storage. ``DATABASE_URL``, ``REDIS_URL`` and ``APPWRITE_*`` switch to
+PostgreSQL, Redis and Appwrite Storage without another settings module. ``.env.example`` lists
+every variable; the README's configuration table explains each.
+"""
+
+import os
+from pathlib import Path
+
+import environ
+from django.core.exceptions import ImproperlyConfigured
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+VAR_DIR = Path(environ.Env().str("CATALOG_VAR_DIR", default=str(BASE_DIR / "var")))
+
+env = environ.Env()
+# A developer's .env (never committed) is read when present; real environments set variables.
+environ.Env.read_env(BASE_DIR / ".env", overwrite=False)
+
+# --- Core -------------------------------------------------------------------------------------
+# Off unless asked for. Under pytest (which sets PYTEST_VERSION) the development defaults apply,
+# so a bare `pytest` behaves like `make test`.
+DEBUG = env.bool("DJANGO_DEBUG", default="PYTEST_VERSION" in os.environ)
+SECRET_KEY = env.str("DJANGO_SECRET_KEY", default="")
+if not SECRET_KEY:
+    if not DEBUG:
+        raise ImproperlyConfigured(
+            "DJANGO_SECRET_KEY is not set. Set it to a long random string in production, or set "
+            "DJANGO_DEBUG=1 for local development (make demo and make test do this)."
+        )
+    SECRET_KEY = "insecure-local-development-only-key-do-not-use-in-production"
+
+ALLOWED_HOSTS = env.list(
+    "DJANGO_ALLOWED_HOSTS", default=["localhost", "127.0.0.1", "[::1]"] if DEBUG else []
+)
+CSRF_TRUSTED_ORIGINS = env.list("DJANGO_CSRF_TRUSTED_ORIGINS", default=[])
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "django.contrib.humanize",
+    "rest_framework",
+    "rest_framework.authtoken",
+    "django_filters",
+    "drf_spectacular",
+    "django_q",
+    "catalog",
+    "classifier",
+    "training",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "config.urls"
+WSGI_APPLICATION = "config.wsgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+# --- Database -----------------------------------------------------------------------------------
+SQLITE_PATH = VAR_DIR / "db.sqlite3"
+DATABASES = {"default": env.db("DATABASE_URL", default=f"sqlite:///{SQLITE_PATH}")}
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    VAR_DIR.mkdir(parents=True, exist_ok=True)  # a fresh clone has no var/ yet
+    DATABASES["default"]["OPTIONS"] = {
+        # The web server and several qcluster worker processes share one file. WAL lets readers
+        # run beside a writer; IMMEDIATE transactions take the write lock up front instead of
+        # failing on a lock upgrade; the timeout makes writers wait instead of raising
+        # "database is locked" while another process commits.
+        "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+        "transaction_mode": "IMMEDIATE",
+        "timeout": 30,
+    }
+    # A file (not :memory:) so that a qcluster subprocess started by a test sees the test data.
+    DATABASES["default"]["TEST"] = {"NAME": str(VAR_DIR / "test-db.sqlite3")}
+else:
+    DATABASES["default"]["CONN_MAX_AGE"] = env.int("DATABASE_CONN_MAX_AGE", default=60)
+    DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+# --- Background tasks (django-q2) ---------------------------------------------------------------
+REDIS_URL = env.str("REDIS_URL", default="")
+Q_CLUSTER = {
+    "name": "catalog",
+    # One worker per core: classification is CPU-bound (decode + inference), more would thrash.
+    "workers": env.int("Q_WORKERS", default=2),
+    # A classification chunk (CLASSIFIER_CHUNK_SIZE images) takes seconds; 10 minutes is a wide
+    # margin for slow storage before the worker is killed as stuck.
+    "timeout": 600,
+    # Must exceed the timeout, or a still-running chunk is handed to a second worker. A worker
+    # that dies mid-chunk has its task re-delivered after this many seconds.
+    "retry": 720,
+    # A chunk that fails three times has a real problem (recorded per product); stop retrying.
+    "max_attempts": 3,
+    # Acknowledge failed tasks so the broker does not redeliver them forever; failures are kept.
+    "ack_failures": True,
+    "save_limit": 500,
+    # Workers restart after this many tasks, returning memory the interpreter cache grew.
+    "recycle": 500,
+    "catch_up": False,
+    "label": "Background tasks",
+    # Training runs for minutes to hours: its own cluster ("Q_CLUSTER_NAME=training
+    # manage.py qcluster") with one worker, a long timeout and no retries, so a slow run is
+    # neither killed early nor re-delivered into a duplicate model version.
+    "ALT_CLUSTERS": {
+        "training": {
+            "workers": 1,
+            "timeout": env.int("TRAINING_TIMEOUT", default=6 * 3600),
+            "retry": env.int("TRAINING_TIMEOUT", default=6 * 3600) + 600,
+            "max_attempts": 1,
+            "recycle": 1,
+        },
+    },
+}
+if REDIS_URL:
+    Q_CLUSTER["redis"] = REDIS_URL
+else:
+    Q_CLUSTER["orm"] = "default"
+    # The ORM broker polls; half a second keeps the admin's "classify" responsive.
+    Q_CLUSTER["poll"] = 0.5
+
+# --- Storage ------------------------------------------------------------------------------------
+MEDIA_ROOT = Path(env.str("DJANGO_MEDIA_ROOT", default=str(VAR_DIR / "media")))
+MEDIA_URL = "/media/"
+STATIC_ROOT = VAR_DIR / "static"
+STATIC_URL = "/static/"
+
+APPWRITE = {
+    "ENDPOINT": env.str("APPWRITE_ENDPOINT", default=""),
+    "PROJECT_ID": env.str("APPWRITE_PROJECT_ID", default=""),
+    "API_KEY": env.str("APPWRITE_API_KEY", default=""),
+    "BUCKET_ID": env.str("APPWRITE_BUCKET_ID", default=""),
+    # Model files may live in their own (private) bucket; the image bucket is used otherwise.
+    "MODELS_BUCKET_ID": env.str("APPWRITE_MODELS_BUCKET_ID", default=""),
+    # A public bucket (read("any")) lets browsers load images straight from Appwrite; otherwise
+    # the site proxies them through a cached view.
+    "PUBLIC_BUCKET": env.bool("APPWRITE_PUBLIC_BUCKET", default=False),
+    "SELF_SIGNED": env.bool("APPWRITE_SELF_SIGNED", default=False),
+    "TIMEOUT": env.float("APPWRITE_TIMEOUT", default=30.0),
+    "MAX_RETRIES": env.int("APPWRITE_MAX_RETRIES", default=4),
+    "WEBHOOK_SECRET": env.str("APPWRITE_WEBHOOK_SECRET", default=""),
+    "WEBHOOK_URL": env.str("APPWRITE_WEBHOOK_URL", default=""),
+    "WEBHOOK_CREATES_PRODUCTS": env.bool("APPWRITE_WEBHOOK_CREATES_PRODUCTS", default=False),
+    # Fetch a server-side preview (>= 2x the model input) instead of the original for inference.
+    "CLASSIFY_FROM_PREVIEW": env.bool("APPWRITE_CLASSIFY_FROM_PREVIEW", default=False),
+}
+_APPWRITE_REQUIRED = ("ENDPOINT", "PROJECT_ID", "API_KEY", "BUCKET_ID")
+USE_APPWRITE = all(APPWRITE[key] for key in _APPWRITE_REQUIRED)
+if any(APPWRITE[key] for key in _APPWRITE_REQUIRED) and not USE_APPWRITE:
+    missing = ", ".join(f"APPWRITE_{key}" for key in _APPWRITE_REQUIRED if not APPWRITE[key])
+    raise ImproperlyConfigured(f"Appwrite is partly configured: also set {missing}.")
+
+if USE_APPWRITE:
+    _media_backend = {
+        "BACKEND": "catalog.storage.AppwriteStorage",
+        "OPTIONS": {"bucket_id": APPWRITE["BUCKET_ID"]},
+    }
+    _models_backend = {
+        "BACKEND": "catalog.storage.AppwriteStorage",
+        "OPTIONS": {"bucket_id": APPWRITE["MODELS_BUCKET_ID"] or APPWRITE["BUCKET_ID"]},
+    }
+else:
+    _media_backend = {"BACKEND": "django.core.files.storage.FileSystemStorage"}
+    _models_backend = {"BACKEND": "django.core.files.storage.FileSystemStorage"}
+STORAGES = {
+    "default": _media_backend,
+    "models": _models_backend,
+    "staticfiles": {"BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"},
+}
+if DEBUG:
+    # No collectstatic needed while developing or running the demo.
+    STORAGES["staticfiles"] = {
+        "BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"
+    }
+
+# Uploads above this go to a temporary file rather than memory (Django's default, stated).
+FILE_UPLOAD_MAX_MEMORY_SIZE = 2_621_440
+# Largest request body Django reads for non-file fields; image bytes are limited separately.
+DATA_UPLOAD_MAX_MEMORY_SIZE = 10 * 1024 * 1024
+
+# --- Classifier ---------------------------------------------------------------------------------
+CLASSIFIER = {
+    # At or above this confidence a prediction fills the shop category (when no person set it);
+    # below, the product goes to the review queue.
+    "CONFIDENCE_THRESHOLD": env.float("CLASSIFIER_CONFIDENCE_THRESHOLD", default=0.6),
+    # Products per background task: big enough to amortise model start-up and one batched
+    # invoke, small enough that several workers share a job and a retry redoes little.
+    "CHUNK_SIZE": env.int("CLASSIFIER_CHUNK_SIZE", default=64),
+    "TOP_K": env.int("CLASSIFIER_TOP_K", default=3),
+    "NUM_THREADS": env.int("CLASSIFIER_NUM_THREADS", default=2),
+    # Concurrent image downloads per worker, overlapping storage latency with decoding.
+    "FETCH_WORKERS": env.int("CLASSIFIER_FETCH_WORKERS", default=8),
+    # Classify new or changed product images automatically after the transaction commits.
+    "AUTO_CLASSIFY": env.bool("CLASSIFIER_AUTO_CLASSIFY", default=True),
+}
+
+# --- Auth, i18n -----------------------------------------------------------------------------------
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = env.str("DJANGO_TIME_ZONE", default="UTC")
+USE_I18N = True
+USE_TZ = True
+
+# --- REST API -----------------------------------------------------------------------------------
+REST_FRAMEWORK = {
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "Catalog Classifier API",
+    "DESCRIPTION": "Storefront catalog and staff classification endpoints.",
+    "VERSION": "1.0.0",
+    "SERVE_INCLUDE_SCHEMA": False,
+}
+
+# --- Security (production) ----------------------------------------------------------------------
+if not DEBUG:
+    SECURE_SSL_REDIRECT = env.bool("DJANGO_SECURE_SSL_REDIRECT", default=True)
+    SESSION_COOKIE_SECURE = True
+    CSRF_COOKIE_SECURE = True
+    SECURE_HSTS_SECONDS = env.int("DJANGO_SECURE_HSTS_SECONDS", default=31_536_000)
+    SECURE_HSTS_INCLUDE_SUBDOMAINS = env.bool("DJANGO_SECURE_HSTS_INCLUDE_SUBDOMAINS", default=True)
+    SECURE_HSTS_PRELOAD = env.bool("DJANGO_SECURE_HSTS_PRELOAD", default=True)
+    if env.bool("DJANGO_BEHIND_TLS_PROXY", default=False):
+        SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": env.str("DJANGO_LOG_LEVEL", default="INFO")},
+}

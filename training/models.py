@@ -1,0 +1,59 @@
+"""Training runs: a request to train a model, its progress, log and resulting version."""
+
+from django.conf import settings
+from django.db import models
+
+
+class TrainingStatus(models.TextChoices):
+    QUEUED = "queued", "Queued"
+    RUNNING = "running", "Running"
+    SUCCEEDED = "succeeded", "Succeeded"
+    FAILED = "failed", "Failed"
+
+
+class ActivationPolicy(models.TextChoices):
+    IF_BETTER = "if_better", "Activate if it beats the active model"
+    ALWAYS = "always", "Always activate"
+    NEVER = "never", "Never activate"
+
+
+class TrainingSource(models.TextChoices):
+    CATALOG = "catalog", "Catalog (person-labelled products)"
+    FOLDER = "folder", "Image folder or zip"
+
+
+class TrainingRun(models.Model):
+    status = models.CharField(
+        max_length=16, choices=TrainingStatus.choices, default=TrainingStatus.QUEUED
+    )
+    source = models.CharField(
+        max_length=16, choices=TrainingSource.choices, default=TrainingSource.CATALOG
+    )
+    source_path = models.CharField(max_length=500, blank=True)
+    options = models.JSONField(default=dict, blank=True, help_text="Hyper-parameters asked for.")
+    activation_policy = models.CharField(
+        max_length=16, choices=ActivationPolicy.choices, default=ActivationPolicy.IF_BETTER
+    )
+    progress = models.FloatField(default=0.0, help_text="0 to 1.")
+    progress_detail = models.JSONField(default=dict, blank=True)
+    log = models.TextField(blank=True, help_text="The last lines of the training log.")
+    error = models.TextField(blank=True)
+    model_version = models.OneToOneField(
+        "classifier.ModelVersion", null=True, blank=True, on_delete=models.SET_NULL,
+        related_name="training_run",
+    )
+    activated = models.BooleanField(default=False)
+    task_id = models.CharField(max_length=64, blank=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+        related_name="+",
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"Training run #{self.pk} ({self.get_status_display()})"
