@@ -1,4 +1,4 @@
-"""LiteRT inference core: a batch-first image classifier over one ``.tflite`` model (no TensorFlow)."""
+"""LiteRT inference core: a batch-first image classifier over one ``.tflite`` model (no TF)."""
 
 from __future__ import annotations
 

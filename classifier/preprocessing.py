@@ -1,4 +1,4 @@
-"""Image bytes to model input: the one TensorFlow-free preprocessing path for training and inference.
+"""Image bytes to model input: the one TensorFlow-free preprocessing for training and inference.
 
 Training (``training/dataset.py``) and inference (``classifier/inference.py``) both call
 :func:`decode_images` and :func:`to_model_input`, so a pixel seen in training is the pixel seen in
@@ -12,18 +12,28 @@ from __future__ import annotations
 import io
 import struct
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, fields
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from classifier.contract import RESIZE_METHOD, InputContract
 from classifier.exceptions import (
     ImageDecodeError,
     ImageEmptyError,
     ImageError,
     ImageTooLargeError,
-    ModelContractError,
 )
+
+__all__ = [
+    "ALLOWED_FORMATS",
+    "MAX_IMAGE_BYTES",
+    "MAX_IMAGE_PIXELS",
+    "RESIZE_METHOD",
+    "InputContract",
+    "decode_image",
+    "decode_images",
+    "to_model_input",
+]
 
 # 40 MiB: a 12 MP camera JPEG is 3-8 MB and a lossless 24 MP PNG ~ 35 MB; anything bigger is not a
 # product photo, and refusing it before Pillow sees it bounds memory per worker.
@@ -47,10 +57,6 @@ ALLOWED_FORMATS = ("JPEG", "PNG", "GIF", "WEBP", "BMP", "TIFF")
 # on average (tests pin the tolerance), while a 12 MP photo decodes at 1/8 or 1/4 of the cost.
 DRAFT_OVERSAMPLE = 2
 
-# The only resize method this module implements; stored in each contract so a model trained with
-# another method is refused instead of silently fed differently resized pixels.
-RESIZE_METHOD = "bilinear-squash"
-
 # Pillow's decoders raise a wide, loosely documented set of exceptions on hostile or broken input
 # (truncated data is OSError, bad headers SyntaxError/struct.error, odd tables ValueError/
 # IndexError/EOFError). Any of them means "this file cannot be decoded".
@@ -59,102 +65,6 @@ _DECODE_FAILURES = (OSError, ValueError, EOFError, SyntaxError, struct.error, In
 _EXIF_ORIENTATION = 0x0112
 _ORIENTATIONS_SWAPPING_AXES = {5, 6, 7, 8}
 _WHITE = (255, 255, 255, 255)
-
-_CONTRACT_DTYPES = ("float32", "uint8", "int8")
-_CONTRACT_OUTPUTS = ("logits", "probabilities")
-
-
-@dataclass(frozen=True)
-class InputContract:
-    """What a model's input tensor expects, stored with each model version and checked on load.
-
-    Attributes:
-        height: Input height in pixels.
-        width: Input width in pixels.
-        channels: Colour channels; only 3 (RGB) is produced by this module.
-        dtype: The model's input tensor dtype: ``"float32"``, ``"uint8"`` or ``"int8"``.
-        value_range: Real-valued range the 0-255 pixels are mapped to before the tensor. The
-            default ``(0.0, 255.0)`` means raw pixels: the graph rescales.
-        mean: Optional per-channel mean subtracted after ``value_range`` mapping.
-        std: Optional per-channel std divided by after ``mean``.
-        resize: Name of the resize method; must be :data:`RESIZE_METHOD`.
-        output: ``"logits"`` (softmax applied in NumPy) or ``"probabilities"``.
-    """
-
-    height: int
-    width: int
-    channels: int = 3
-    dtype: str = "float32"
-    value_range: tuple[float, float] = (0.0, 255.0)
-    mean: tuple[float, ...] | None = None
-    std: tuple[float, ...] | None = None
-    resize: str = RESIZE_METHOD
-    output: str = "logits"
-
-    def __post_init__(self):
-        problem = self._problem()
-        if problem:
-            raise ModelContractError(
-                f"Invalid input contract: {problem}. Re-export the model version so its contract "
-                "is written by the current training code."
-            )
-
-    def _problem(self) -> str | None:
-        if not all(isinstance(v, int) and v > 0 for v in (self.height, self.width)):
-            return f"height and width must be positive integers, got {self.height}x{self.width}"
-        if self.channels != 3:
-            return f"channels must be 3 (RGB), got {self.channels}"
-        if self.dtype not in _CONTRACT_DTYPES:
-            return f"dtype must be one of {_CONTRACT_DTYPES}, got {self.dtype!r}"
-        low, high = self.value_range
-        if not low < high:
-            return f"value_range must be (low, high) with low < high, got {self.value_range}"
-        for name, values in (("mean", self.mean), ("std", self.std)):
-            if values is not None and len(values) != self.channels:
-                return f"{name} needs {self.channels} values, got {values}"
-        if self.std is not None and any(v == 0 for v in self.std):
-            return f"std values must be non-zero, got {self.std}"
-        if self.resize != RESIZE_METHOD:
-            return f"resize method {self.resize!r} is not implemented (only {RESIZE_METHOD!r})"
-        if self.output not in _CONTRACT_OUTPUTS:
-            return f"output must be one of {_CONTRACT_OUTPUTS}, got {self.output!r}"
-        return None
-
-    @property
-    def size(self) -> tuple[int, int]:
-        """``(height, width)``, the order :func:`decode_image` takes."""
-        return (self.height, self.width)
-
-    def to_dict(self) -> dict:
-        """JSON-safe dict (tuples become lists) for storing with the model version."""
-        data = asdict(self)
-        for key in ("value_range", "mean", "std"):
-            if data[key] is not None:
-                data[key] = [float(v) for v in data[key]]
-        return data
-
-    @classmethod
-    def from_dict(cls, data: dict) -> InputContract:
-        """Rebuild a contract from :meth:`to_dict` output.
-
-        Raises:
-            ModelContractError: Unknown keys (a contract from newer code whose meaning this code
-                cannot honour), missing height/width, or invalid values.
-        """
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ModelContractError(
-                f"Input contract has fields this code does not understand: {unknown}. Deploy the "
-                "code version that trained the model, or re-export the model."
-            )
-        if "height" not in data or "width" not in data:
-            raise ModelContractError("Input contract lacks height/width. Re-export the model.")
-        values = dict(data)
-        for key in ("value_range", "mean", "std"):
-            if values.get(key) is not None:
-                values[key] = tuple(float(v) for v in values[key])
-        return cls(**values)
 
 
 def decode_image(
@@ -169,7 +79,7 @@ def decode_image(
 
     Order matters: cheap checks first (empty, byte size), then the header (format, pixel count)
     before any pixel is decoded, then JPEG draft, frame 0, EXIF orientation, RGB conversion (alpha
-    composited on white) and one fixed resize (:data:`RESIZE_METHOD`: Pillow bilinear with its
+    composited on white) and one fixed resize (``RESIZE_METHOD``: Pillow bilinear with its
     antialiasing, squashed to the target without cropping).
 
     Args:
@@ -267,7 +177,7 @@ def _to_rgb(img: Image.Image) -> Image.Image:
     """Any Pillow mode to 8-bit RGB; transparency is composited on white (a product backdrop)."""
     if img.mode in ("I", "F") or img.mode.startswith("I;16"):
         img = _high_depth_to_l(img)
-    if img.mode == "P" or "transparency" in img.info:
+    if "transparency" in img.info:
         img = img.convert("RGBA")  # Palette/tRNS transparency becomes a real alpha channel.
     if img.mode in ("RGBA", "LA", "PA", "La", "RGBa"):
         rgba = img.convert("RGBA")
@@ -358,7 +268,7 @@ def to_model_input(
     if dtype == np.float32:
         return real.astype(np.float32)
     if dtype not in (np.uint8, np.int8):
-        raise ValueError(f"Unsupported input tensor dtype {dtype}; expected float32, uint8 or int8.")
+        raise ValueError(f"Unsupported input tensor dtype {dtype}; use float32, uint8 or int8.")
     scale, zero_point = quantization if quantization else (0.0, 0)
     if not scale:
         # Unquantised integer input: only raw uint8 pixels can be fed as they are.
@@ -387,4 +297,3 @@ def _apply_contract_scaling(batch: np.ndarray, contract: InputContract) -> np.nd
     if contract.std is not None:
         real = real / np.asarray(contract.std, dtype=np.float32)
     return real
-

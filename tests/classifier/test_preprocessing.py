@@ -367,6 +367,14 @@ def test_contract_round_trips_through_json_with_lists():
     assert contract.size == (24, 32)
 
 
+def test_contract_built_from_lists_and_numpy_ints_equals_one_built_from_tuples():
+    built = InputContract(height=np.int64(8), width=8, value_range=[0, 1], mean=[0.5, 0.5, 0.5])
+
+    assert built == InputContract(height=8, width=8, value_range=(0.0, 1.0), mean=(0.5,) * 3)
+    assert type(built.height) is int
+    assert hash(built) == hash(InputContract.from_dict(built.to_dict()))
+
+
 def test_contract_from_dict_rejects_unknown_fields():
     data = InputContract(height=8, width=8).to_dict() | {"crop": "center"}
 
@@ -376,8 +384,14 @@ def test_contract_from_dict_rejects_unknown_fields():
 
 @pytest.mark.parametrize(
     "changes",
-    [{"resize": "bicubic-crop"}, {"dtype": "float16"}, {"channels": 1}, {"height": 0},
-     {"std": (1.0, 0.0, 1.0)}, {"output": "embedding"}],
+    [
+        {"resize": "bicubic-crop"},
+        {"dtype": "float16"},
+        {"channels": 1},
+        {"height": 0},
+        {"std": (1.0, 0.0, 1.0)},
+        {"output": "embedding"},
+    ],
 )
 def test_invalid_contract_raises_model_contract_error(changes):
     with pytest.raises(ModelContractError):
@@ -436,8 +450,12 @@ def test_quantised_values_are_clipped_to_the_integer_range():
 def test_unquantised_uint8_input_receives_raw_pixels():
     batch = pixel_batch()
 
-    model_input = to_model_input(batch, InputContract(height=4, width=4, dtype="uint8"),
-                                 input_dtype=np.uint8, quantization=(0.0, 0))
+    model_input = to_model_input(
+        batch,
+        InputContract(height=4, width=4, dtype="uint8"),
+        input_dtype=np.uint8,
+        quantization=(0.0, 0),
+    )
 
     assert model_input.dtype == np.uint8 and np.array_equal(model_input, batch)
 
