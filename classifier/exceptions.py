@@ -1,0 +1,68 @@
+"""Errors raised by the classifier core, each with a message a shop operator can act on."""
+
+
+class ClassifierError(Exception):
+    """Base error of the classifier app.
+
+    ``message`` says what went wrong and how to fix it; it is safe to show to staff in the admin
+    and to return from the API (it never contains image bytes or secrets).
+    """
+
+    default_message = "The image classifier failed."
+
+    def __init__(self, message: str | None = None):
+        self.message = message or self.default_message
+        super().__init__(self.message)
+
+
+class ImageError(ClassifierError):
+    """An image cannot be used for classification or training (base of the image errors)."""
+
+    default_message = "The image cannot be used. Upload a JPEG, PNG, GIF, WebP, BMP or TIFF file."
+
+
+class ImageEmptyError(ImageError):
+    """The image has no bytes at all (an empty upload or a missing/zero-length stored file)."""
+
+    default_message = "The image file is empty (0 bytes). Upload the image again."
+
+
+class ImageDecodeError(ImageError):
+    """The bytes are corrupt, truncated, not an image, or an unsupported image type."""
+
+    default_message = (
+        "The image file is corrupt, truncated or not a supported image. Re-export it as JPEG or "
+        "PNG and upload it again."
+    )
+
+
+class ImageTooLargeError(ImageError):
+    """The image exceeds the byte or pixel limit (a decompression bomb is refused unread)."""
+
+    default_message = "The image is too large. Resize it (e.g. to at most 4000 x 4000 pixels)."
+
+
+class ModelLoadError(ClassifierError):
+    """The stored model file is not a usable TFLite/LiteRT model."""
+
+    default_message = (
+        "The model file cannot be loaded. Re-export the model version or activate another one."
+    )
+
+
+class ModelContractError(ClassifierError):
+    """The model's tensors do not match its stored input contract (size, dtype, label count)."""
+
+    default_message = (
+        "The model does not match its stored input contract. Re-export the model version from "
+        "its training run, or activate another version."
+    )
+
+
+class NoActiveModelError(ClassifierError):
+    """Classification was asked for while no model version is active."""
+
+    default_message = (
+        "No classifier model is active. Train a model or activate an existing model version in "
+        "the admin."
+    )
