@@ -107,7 +107,7 @@ def _fit_phase(model: Any, train_ds: Any, val_ds: Any, phase: str, first: int, l
     if progress is not None:
         callbacks.append(_progress_callback(progress, phase, last, int(train_ds.cardinality())))
     fit = model.fit(train_ds, validation_data=val_ds, initial_epoch=first, epochs=last,
-                    callbacks=callbacks, verbose=0)
+                    callbacks=callbacks, shuffle=False, verbose=0)  # batches come shuffled
     for key in HISTORY_KEYS:
         history[key].extend(float(v) for v in fit.history.get(key, []))
     history["phase"].extend([phase] * len(fit.history.get("loss", [])))
