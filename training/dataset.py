@@ -13,7 +13,6 @@ from typing import Any
 
 import numpy as np
 
-from classifier.exceptions import ImageError
 from classifier.preprocessing import decode_image
 from training.exceptions import DatasetReadError, NotEnoughDataError
 
@@ -229,7 +228,9 @@ def _decode_into(items: list[LabelledItem], images: np.ndarray, ok: np.ndarray, 
             try:
                 images[i] = fut.result()
                 ok[i] = True
-            except (ImageError, OSError, KeyError, ValueError) as exc:
+            # Loaders are caller code (Django storage, Appwrite SDK) with their own error
+            # types: any failure skips that one image, the rest of the run goes on.
+            except Exception as exc:  # noqa: BLE001
                 reason = f"{type(exc).__name__}: {exc}"
                 skipped.append(SkippedItem(items[i].key, items[i].label, reason))
 
