@@ -1,0 +1,194 @@
+"""End-to-end training on tiny generated data: export parity, quantisation, determinism, errors."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from classifier.inference import LiteRTClassifier
+from classifier.preprocessing import decode_image
+from tests.training.conftest import CLASS_COLOURS, write_dataset, zip_folder
+from training.dataset import image_folder_items
+from training.exceptions import NotEnoughDataError, WeightsUnavailableError
+from training.export import (
+    BUNDLE_LABELS,
+    BUNDLE_METADATA,
+    BUNDLE_MODEL,
+    input_shape_signature,
+    reexport,
+    write_bundle,
+)
+from training.hparams import HParams
+from training.pipeline import run_training
+
+pytest.importorskip("tensorflow")
+
+SIZE = (32, 32)
+
+
+def tiny_hparams(**overrides) -> HParams:
+    base = {"architecture": "cnn", "image_size": SIZE, "epochs": 3, "batch_size": 16,
+            "weights": None, "seed": 3, "min_images_per_class": 5}
+    return HParams(**{**base, **overrides})
+
+
+@pytest.fixture(scope="module")
+def data_root(tmp_path_factory) -> Path:
+    return write_dataset(tmp_path_factory.mktemp("data") / "images")
+
+
+@pytest.fixture(scope="module")
+def trained(data_root, tmp_path_factory):
+    events: list[dict] = []
+    outcome = run_training(image_folder_items(data_root), tiny_hparams(),
+                           workdir=tmp_path_factory.mktemp("run"), progress=events.append)
+    return outcome, events
+
+
+def validation_batch(data_root: Path, outcome) -> tuple[np.ndarray, np.ndarray]:
+    """The validation images decoded again from their files, and their true class indices."""
+    items = image_folder_items(data_root)
+    hp = outcome.hparams
+    from training.dataset import stratified_split
+
+    labels = np.array([outcome.labels.index(i.label) for i in items])
+    split = stratified_split(labels, validation_split=hp.validation_split, seed=hp.seed)
+    batch = np.stack([decode_image(items[i].load(), size=SIZE) for i in split.validation])
+    return batch, labels[split.validation]
+
+
+def test_exported_tflite_top1_matches_kept_keras_model_on_validation_batch(trained, data_root):
+    import keras
+
+    outcome, _ = trained
+    batch, y_true = validation_batch(data_root, outcome)
+    model = keras.models.load_model(outcome.keras_model_path, compile=False)
+    keras_logits = model(batch.astype(np.float32), training=False).numpy()
+    clf = LiteRTClassifier(outcome.tflite_bytes, labels=outcome.labels, contract=outcome.contract)
+    probs = clf.predict_proba(batch)
+    np.testing.assert_array_equal(probs.argmax(1), keras_logits.argmax(1))
+    np.testing.assert_allclose(probs, keras.ops.softmax(keras_logits).numpy(), atol=1e-4)
+    # Separable colours: a 3-epoch CNN must get them right, or the parity above proves little.
+    assert (probs.argmax(1) == y_true).mean() >= 0.9
+
+
+def test_outcome_reports_keras_and_tflite_metrics_side_by_side(trained):
+    outcome, _ = trained
+    keras_m, tflite_m = outcome.metrics["keras_validation"], outcome.metrics["tflite_validation"]
+    assert keras_m.accuracy == tflite_m.accuracy
+    assert keras_m.confusion == tflite_m.confusion
+    assert outcome.labels == sorted(CLASS_COLOURS)
+    assert outcome.contract.size == SIZE and outcome.contract.output == "logits"
+    counts = outcome.dataset_stats.to_dict()["counts"]
+    assert counts["red"] == {"train": 16, "validation": 4, "test": 0}
+    assert len(outcome.history["val_loss"]) == outcome.hparams.epochs
+    json.dumps(outcome.metadata())  # everything a ModelVersion stores is JSON-ready
+
+
+def test_progress_reports_every_batch_and_epoch(trained):
+    _, events = trained
+    epochs = [e for e in events if e["event"] == "epoch"]
+    assert [e["epoch"] for e in epochs] == [1, 2, 3]
+    assert all(e["epochs"] == 3 and e["batches"] == 3 and e["phase"] == "train" for e in events)
+    assert "val_loss" in epochs[-1]["logs"]
+    assert [e["batch"] for e in events[:3]] == [1, 2, 3]
+
+
+def test_exported_model_has_a_dynamic_batch_dimension(trained):
+    outcome, _ = trained
+    assert input_shape_signature(outcome.tflite_bytes) == [-1, *SIZE, 3]
+
+
+@pytest.mark.parametrize("quantization", ["float16", "dynamic", "int8"])
+def test_quantised_reexports_run_with_litert_classifier(trained, data_root, quantization):
+    outcome, _ = trained
+    batch, y_true = validation_batch(data_root, outcome)
+    tflite = reexport(outcome.keras_model_path, quantization, representative=batch)
+    clf = LiteRTClassifier(tflite, labels=outcome.labels, contract=outcome.contract)
+    probs = clf.predict_proba(batch)
+    assert probs.shape == (len(batch), 3)
+    np.testing.assert_allclose(probs.sum(1), 1.0, atol=1e-3)
+    assert (probs.argmax(1) == y_true).mean() >= 0.9
+    if quantization != "float16":  # float16 stores weights in 16 bits too: about half the size.
+        assert len(tflite) < len(outcome.tflite_bytes)
+
+
+def test_bundle_holds_model_labels_in_output_order_and_metadata(trained, tmp_path):
+    outcome, _ = trained
+    folder = write_bundle(tmp_path / "bundle", outcome.tflite_bytes, outcome.labels,
+                          outcome.metadata())
+    assert (folder / BUNDLE_LABELS).read_text().splitlines() == outcome.labels
+    meta = json.loads((folder / BUNDLE_METADATA).read_text())
+    assert meta["input_contract"]["height"] == 32 and meta["architecture"] == "cnn"
+    archive = write_bundle(tmp_path / "bundle.zip", outcome.tflite_bytes, outcome.labels, {})
+    with zipfile.ZipFile(archive) as zf:
+        assert zf.read(BUNDLE_MODEL) == outcome.tflite_bytes
+
+
+def test_same_seed_gives_identical_metrics_and_history(trained, data_root, tmp_path):
+    first, _ = trained
+    again = run_training(image_folder_items(data_root), tiny_hparams(), workdir=tmp_path)
+    assert again.history == first.history
+    assert again.metrics["keras_validation"] == first.metrics["keras_validation"]
+
+
+def test_zip_input_trains_like_the_folder(data_root, tmp_path):
+    archive = zip_folder(data_root, tmp_path / "images.zip", wrap="images")
+    outcome = run_training(image_folder_items(archive), tiny_hparams(epochs=1), workdir=tmp_path)
+    assert outcome.labels == sorted(CLASS_COLOURS)
+    assert outcome.dataset_stats.counts["blue"]["validation"] == 4
+
+
+def test_one_category_raises_not_enough_data(tmp_path):
+    root = write_dataset(tmp_path / "d", per_class=6, colours={"red": (220, 40, 40)})
+    with pytest.raises(NotEnoughDataError):
+        run_training(image_folder_items(root), tiny_hparams(), workdir=tmp_path / "run")
+
+
+def test_mobilenet_with_a_weights_file_trains_and_fine_tunes(data_root, tmp_path):
+    """Local weights path + fine-tune phase; the backbone rescales once (raw pixels go in)."""
+    import keras
+
+    weights = tmp_path / "mobilenet_v3_small_no_top.weights.h5"
+    keras.applications.MobileNetV3Small(input_shape=(*SIZE, 3), include_top=False,
+                                        weights=None).save_weights(weights)
+    hp = tiny_hparams(architecture="mobilenet_v3_small", weights=str(weights), epochs=1,
+                      fine_tune_epochs=1, fine_tune_layers=10, augment=False)
+    outcome = run_training(image_folder_items(data_root), hp, workdir=tmp_path / "run")
+    assert outcome.history["phase"] == ["train", "fine_tune"]
+    model = keras.models.load_model(outcome.keras_model_path, compile=False)
+    rescalings = [layer for layer in model.get_layer("backbone").layers
+                  if isinstance(layer, keras.layers.Rescaling)]
+    assert len(rescalings) == 1
+    assert outcome.metrics["tflite_validation"].count == 12
+
+
+def test_imagenet_weights_offline_raise_weights_unavailable(tmp_path, monkeypatch):
+    from training.model import build_model
+
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path))  # empty download cache
+    with pytest.raises(WeightsUnavailableError, match="--weights"):
+        build_model(tiny_hparams(architecture="mobilenet_v3_small", weights="imagenet"), 3)
+
+
+def test_missing_weights_file_raises_weights_unavailable(tmp_path):
+    from training.model import build_model
+
+    with pytest.raises(WeightsUnavailableError, match="does not exist"):
+        build_model(tiny_hparams(architecture="mobilenet_v3_small",
+                                 weights=str(tmp_path / "nope.h5")), 3)
+
+
+def test_importing_the_pipeline_loads_neither_django_nor_tensorflow():
+    code = ("import sys, training.pipeline, training.dataset, training.export, training.report;"
+            "heavy = [m for m in ('django', 'tensorflow', 'keras') if m in sys.modules];"
+            "print(heavy)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         cwd=Path(__file__).resolve().parents[2])
+    assert out.stdout.strip() == "[]"
