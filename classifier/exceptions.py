@@ -66,3 +66,36 @@ class NoActiveModelError(ClassifierError):
         "No classifier model is active. Train a model or activate an existing model version in "
         "the admin."
     )
+
+
+class ImageFetchError(ClassifierError):
+    """A product's image could not be read from storage (the storage answered with an error)."""
+
+    default_message = (
+        "The product image could not be read from storage. Check that the storage service is "
+        "reachable, then classify the product again."
+    )
+
+
+class ImageMissingError(ImageFetchError):
+    """The product has no image, or its file is not found in storage."""
+
+    default_message = (
+        "The product image was not found in storage. Upload the image again, then classify the "
+        "product again."
+    )
+
+
+class NoPredictionError(ClassifierError):
+    """A prediction was to be accepted for a product that has none."""
+
+    default_message = "The product has no predicted category to accept. Classify it first."
+
+
+class PredictionLabelError(ClassifierError):
+    """The model predicted a label that is not the slug of any category."""
+
+    default_message = (
+        "The model predicted a label that is not a category slug. Create the category or train "
+        "a new model version on the current categories."
+    )

@@ -116,10 +116,11 @@ Q_CLUSTER = {
     "workers": env.int("Q_WORKERS", default=2),
     # A classification chunk (CLASSIFIER_CHUNK_SIZE images) takes seconds; 10 minutes is a wide
     # margin for slow storage before the worker is killed as stuck.
-    "timeout": 600,
+    # Q_TIMEOUT/Q_RETRY override both (tests run a cluster with seconds to see re-delivery).
+    "timeout": env.int("Q_TIMEOUT", default=600),
     # Must exceed the timeout, or a still-running chunk is handed to a second worker. A worker
     # that dies mid-chunk has its task re-delivered after this many seconds.
-    "retry": 720,
+    "retry": env.int("Q_RETRY", default=720),
     # A chunk that fails three times has a real problem (recorded per product); stop retrying.
     "max_attempts": 3,
     # Acknowledge failed tasks so the broker does not redeliver them forever; failures are kept.

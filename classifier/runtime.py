@@ -1,0 +1,123 @@
+"""The serving side's model cache: the active model version's LiteRT classifier, per thread."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import threading
+from dataclasses import dataclass
+
+from django.conf import settings
+
+from classifier.contract import InputContract
+from classifier.exceptions import ModelLoadError, NoActiveModelError
+from classifier.inference import LiteRTClassifier
+from classifier.models import ModelVersion
+
+logger = logging.getLogger(__name__)
+
+# Interpreters are not thread-safe, so each thread gets its own; the model file's bytes are
+# shared by the process (read from storage and checksummed once per version).
+_local = threading.local()
+_bytes_lock = threading.Lock()
+_model_bytes: dict[tuple[int, str], bytes] = {}
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    """A ready classifier and the version it belongs to (what results are recorded against)."""
+
+    version_id: int
+    number: int
+    checksum: str
+    labels: tuple[str, ...]
+    contract: InputContract
+    classifier: LiteRTClassifier
+
+    @property
+    def key(self) -> tuple[int, str]:
+        return (self.version_id, self.checksum)
+
+
+def active_model_key() -> tuple[int, str]:
+    """``(id, checksum)`` of the active version: one indexed query, run per chunk or request.
+
+    Raises:
+        NoActiveModelError: No version is active.
+    """
+    row = ModelVersion.objects.filter(is_active=True).values_list("pk", "checksum").first()
+    if row is None:
+        raise NoActiveModelError()
+    return row
+
+
+def get_active_model() -> LoadedModel:
+    """The active version's classifier for this thread, reloaded when another is activated.
+
+    The active id is checked on every call (cheap), so activating or rolling back a version
+    takes effect at the next chunk or API request without restarting workers.
+
+    Raises:
+        NoActiveModelError: No version is active.
+        ModelLoadError: The file is missing, fails its checksum or is not a usable model.
+        ModelContractError: The model does not match its stored input contract.
+    """
+    key = active_model_key()
+    cached: LoadedModel | None = getattr(_local, "model", None)
+    if cached is not None and cached.key == key:
+        return cached
+    _local.model = None  # Let the old interpreter go before the new one is allocated.
+    _local.model = _load(key)
+    return _local.model
+
+
+def clear_cache() -> None:
+    """Forget every loaded model (tests, and workers that want memory back)."""
+    _local.model = None
+    with _bytes_lock:
+        _model_bytes.clear()
+
+
+def _load(key: tuple[int, str]) -> LoadedModel:
+    version = ModelVersion.objects.get(pk=key[0])
+    contract = InputContract.from_dict(version.input_contract)
+    classifier = LiteRTClassifier(
+        _model_content(version), labels=version.labels, contract=contract,
+        num_threads=settings.CLASSIFIER["NUM_THREADS"],
+    )
+    logger.info("Loaded model v%s (%s labels, input %sx%s) in thread %s", version.number,
+                len(version.labels), contract.height, contract.width, threading.get_ident())
+    return LoadedModel(version_id=version.pk, number=version.number, checksum=version.checksum,
+                       labels=tuple(version.labels), contract=contract, classifier=classifier)
+
+
+def _model_content(version: ModelVersion) -> bytes:
+    key = (version.pk, version.checksum)
+    with _bytes_lock:
+        if key in _model_bytes:
+            return _model_bytes[key]
+        content = _read_model_file(version)
+        digest = hashlib.sha256(content).hexdigest()
+        if digest != version.checksum:
+            raise ModelLoadError(
+                f"The file of model version v{version.number} ({version.file.name}) does not "
+                f"match its stored SHA-256 checksum (got {digest[:12]}…, expected "
+                f"{version.checksum[:12]}…): it was changed or corrupted in storage. Re-export "
+                "the model version or activate another one."
+            )
+        _model_bytes.clear()  # One version per process: the previous bytes are not needed.
+        _model_bytes[key] = content
+        return content
+
+
+def _read_model_file(version: ModelVersion) -> bytes:
+    if not version.file.name:
+        raise ModelLoadError(f"Model version v{version.number} has no file. Re-export it.")
+    try:
+        with version.file.storage.open(version.file.name, "rb") as handle:
+            return handle.read()
+    except OSError as exc:  # FileNotFoundError, and storage backends' I/O errors
+        raise ModelLoadError(
+            f"The file of model version v{version.number} ({version.file.name}) cannot be read "
+            f"from storage ({exc}). Re-export the model version or activate another one."
+        ) from exc

@@ -1,0 +1,25 @@
+"""Classifier writes and workflows; import services from here (``classifier.services``)."""
+
+from classifier.services.jobs import (
+    classification_chunk_failed,
+    classification_chunk_run,
+    classification_job_run_sync,
+    classification_job_start,
+    classify_products,
+)
+from classifier.services.model_versions import model_version_activate
+from classifier.services.predict import predict_images, product_classify_on_commit
+from classifier.services.review import product_accept_prediction, products_send_to_review
+
+__all__ = [
+    "classification_chunk_failed",
+    "classification_chunk_run",
+    "classification_job_run_sync",
+    "classification_job_start",
+    "classify_products",
+    "model_version_activate",
+    "predict_images",
+    "product_accept_prediction",
+    "product_classify_on_commit",
+    "products_send_to_review",
+]

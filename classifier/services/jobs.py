@@ -1,0 +1,231 @@
+"""Classification jobs: start one, run its chunks (in workers or in-process), finish it."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+from django.conf import settings
+from django.db import transaction
+from django.db.models import F, QuerySet
+from django.utils import timezone
+
+from catalog.models import Product
+from classifier.exceptions import ClassifierError
+from classifier.fetch import fetch_image_bytes
+from classifier.inference import top_k
+from classifier.models import ClassificationJob, JobStatus, PredictionRecord
+from classifier.preprocessing import DRAFT_OVERSAMPLE, decode_image
+from classifier.runtime import LoadedModel, active_model_key, get_active_model
+from classifier.services.results import ItemResult, results_apply
+
+logger = logging.getLogger(__name__)
+
+CHUNK_TASK = "classifier.tasks.classification_chunk_run"
+CHUNK_HOOK = "classifier.tasks.classification_chunk_hook"
+
+# Ids per existence query: under SQLite's smallest bound-parameter limit (999).
+ID_BATCH = 900
+
+
+def classification_job_start(
+    *, products: QuerySet | Iterable[int], created_by=None, scope: str = "",
+    enqueue: bool = True,
+) -> ClassificationJob:
+    """Create a job for these products and enqueue its chunks once the transaction commits.
+
+    Products are passed to tasks as ids (task arguments are pickled), in chunks of
+    ``CLASSIFIER["CHUNK_SIZE"]`` so several workers share a job.
+
+    Args:
+        products: A Product queryset, or product ids (Product objects are accepted too).
+        created_by: The user who asked, if any.
+        scope: What was asked for, shown in the admin ("admin: 12 selected", "auto: new image").
+        enqueue: ``False`` creates the job only (``classification_job_run_sync`` runs it).
+
+    Raises:
+        NoActiveModelError: No model version is active.
+    """
+    version_id, _ = active_model_key()
+    ids = _product_ids(products)
+    chunks = _chunks(ids, settings.CLASSIFIER["CHUNK_SIZE"])
+    with transaction.atomic():
+        job = ClassificationJob.objects.create(
+            model_version_id=version_id, scope=scope[:200], total=len(ids),
+            chunk_count=len(chunks), created_by=created_by,
+        )
+        if not ids:
+            _finish(job.pk)
+            job.refresh_from_db()
+        elif enqueue:
+            transaction.on_commit(lambda: _enqueue_chunks(job.pk, chunks))
+    logger.info("Classification job %s: %s products in %s chunks (%s)", job.pk, len(ids),
+                len(chunks), scope or "no scope")
+    return job
+
+
+def classification_chunk_run(*, job_id: int, product_ids: list[int]) -> dict:
+    """Classify one chunk of a job; idempotent, so a re-delivered chunk is harmless.
+
+    Products already recorded for the job are skipped. Image bytes are fetched and decoded by a
+    thread pool (I/O overlaps decoding, and Pillow decodes on both cores), then one batched
+    inference runs and all results are written in one transaction holding the job row's lock,
+    which re-checks what is recorded so counts stay exact even if two runs race.
+
+    Returns:
+        ``{"done": n, "failed": n, "skipped": n}`` for this run.
+
+    Raises:
+        NoActiveModelError, ModelLoadError, ModelContractError: The whole chunk cannot run; the
+            task fails and its hook records the reason on the job.
+    """
+    started = time.perf_counter()
+    ClassificationJob.objects.filter(pk=job_id, started_at__isnull=True).update(
+        started_at=timezone.now()
+    )
+    ClassificationJob.objects.filter(pk=job_id, status=JobStatus.QUEUED).update(
+        status=JobStatus.RUNNING
+    )
+    recorded = _recorded(job_id, product_ids)
+    products = list(Product.objects.filter(pk__in=product_ids).exclude(pk__in=recorded))
+    if not products:
+        _finish_if_complete(job_id)
+        return {"done": 0, "failed": 0, "skipped": len(recorded)}
+    model = get_active_model()
+    results, timings = classify_products(products, model)
+    with transaction.atomic():
+        ClassificationJob.objects.select_for_update().filter(pk=job_id).first()
+        recorded_now = _recorded(job_id, product_ids)
+        results = [r for r in results if r.product_id not in recorded_now]
+        done, failed = results_apply(results=results, model_version_id=model.version_id,
+                                     job_id=job_id)
+        vanished = len(set(product_ids) - recorded_now - {p.pk for p in products})
+        ClassificationJob.objects.filter(pk=job_id).update(
+            done_count=F("done_count") + done, failed_count=F("failed_count") + failed,
+            total=F("total") - vanished,
+        )
+        _finish_if_complete(job_id)
+    logger.info("Job %s chunk: %s done, %s failed, %s skipped; fetch+decode %.2fs, infer "
+                "%.2fs, total %.2fs", job_id, done, failed, len(recorded), timings["decode"],
+                timings["infer"], time.perf_counter() - started)
+    return {"done": done, "failed": failed, "skipped": len(recorded)}
+
+
+def classify_products(
+    products: list[Product], model: LoadedModel,
+) -> tuple[list[ItemResult], dict[str, float]]:
+    """Fetch, decode and classify products with one batched invoke; nothing is written.
+
+    Returns:
+        One ``ItemResult`` per product (in order) and per-phase timings in seconds.
+    """
+    size = model.contract.size
+    start = time.perf_counter()
+    with ThreadPoolExecutor(max_workers=settings.CLASSIFIER["FETCH_WORKERS"]) as pool:
+        loaded = list(pool.map(lambda p: _fetch_and_decode(p, size), products))
+    decoded = time.perf_counter()
+    good = [i for i, item in enumerate(loaded) if not isinstance(item, ClassifierError)]
+    batch = np.stack([loaded[i] for i in good]) if good else np.zeros((0, *size, 3), np.uint8)
+    probs = model.classifier.predict_proba(batch)
+    predictions = dict(zip(good, top_k(probs, model.labels, k=settings.CLASSIFIER["TOP_K"]),
+                           strict=True))
+    results = [
+        ItemResult(product_id=p.pk, prediction=predictions[i]) if i in predictions
+        else ItemResult(product_id=p.pk, error=loaded[i].message)
+        for i, p in enumerate(products)
+    ]
+    timings = {"decode": decoded - start, "infer": time.perf_counter() - decoded}
+    return results, timings
+
+
+def classification_chunk_failed(*, job_id: int, error: str) -> None:
+    """Record that a chunk task failed as a whole (no model, a crash): the job fails with why."""
+    with transaction.atomic():
+        job = ClassificationJob.objects.select_for_update().get(pk=job_id)
+        job.error = (f"{job.error}\n{error}" if job.error else error)[-5000:]
+        job.status = JobStatus.FAILED
+        job.finished_at = job.finished_at or timezone.now()
+        job.save(update_fields=["error", "status", "finished_at"])
+    logger.error("Classification job %s: a chunk failed: %s", job_id, error)
+
+
+def classification_job_run_sync(
+    *, products: QuerySet | Iterable[int], created_by=None, scope: str = "",
+    progress: Callable[[int], None] | None = None,
+) -> ClassificationJob:
+    """Create a job and run its chunks in this process (``classify_catalog --sync``, benchmarks).
+
+    The same chunk code the workers run, so results are identical; ``progress`` receives the
+    number of products each chunk processed.
+    """
+    ids = _product_ids(products)
+    job = classification_job_start(products=ids, created_by=created_by, scope=scope,
+                                   enqueue=False)
+    for chunk in _chunks(ids, settings.CLASSIFIER["CHUNK_SIZE"]):
+        outcome = classification_chunk_run(job_id=job.pk, product_ids=chunk)
+        if progress:
+            progress(outcome["done"] + outcome["failed"] + outcome["skipped"])
+    job.refresh_from_db()
+    return job
+
+
+def _fetch_and_decode(product: Product, size: tuple[int, int]) -> np.ndarray | ClassifierError:
+    """One product's pixels, or the error that product hit (logged with context)."""
+    nbytes = None
+    try:
+        data = fetch_image_bytes(product, for_size=DRAFT_OVERSAMPLE * max(size))
+        nbytes = len(data)
+        return decode_image(data, size=size)
+    except ClassifierError as exc:
+        logger.warning("Product %s (sku %s, image %r, %s bytes) not classified: %s", product.pk,
+                       product.sku, product.image.name, nbytes, exc.message)
+        return exc
+
+
+def _recorded(job_id: int, product_ids: list[int]) -> set[int]:
+    return set(PredictionRecord.objects.filter(job_id=job_id, product_id__in=product_ids)
+               .values_list("product_id", flat=True))
+
+
+def _finish_if_complete(job_id: int) -> None:
+    job = ClassificationJob.objects.get(pk=job_id)
+    if job.processed >= job.total and job.finished_at is None:
+        _finish(job_id)
+
+
+def _finish(job_id: int) -> None:
+    job = ClassificationJob.objects.get(pk=job_id)
+    failed_all = job.total > 0 and job.done_count == 0
+    ClassificationJob.objects.filter(pk=job_id, finished_at__isnull=True).update(
+        status=JobStatus.FAILED if failed_all else JobStatus.SUCCEEDED,
+        finished_at=timezone.now(),
+    )
+
+
+def _enqueue_chunks(job_id: int, chunks: list[list[int]]) -> None:
+    from django_q.tasks import async_task
+
+    for number, chunk in enumerate(chunks, 1):
+        async_task(CHUNK_TASK, job_id, chunk, group=f"job-{job_id}", hook=CHUNK_HOOK,
+                   task_name=f"job-{job_id}-chunk-{number}")
+
+
+def _product_ids(products) -> list[int]:
+    """Existing product ids, sorted and unique (ids are checked in batches: SQLite caps
+    the parameters of one query)."""
+    if isinstance(products, QuerySet):
+        return sorted(set(products.order_by().values_list("pk", flat=True)))
+    wanted = sorted({int(getattr(p, "pk", p)) for p in products})
+    found: set[int] = set()
+    for batch in _chunks(wanted, ID_BATCH):
+        found.update(Product.objects.filter(pk__in=batch).values_list("pk", flat=True))
+    return sorted(found)
+
+
+def _chunks(ids: list[int], size: int) -> list[list[int]]:
+    size = max(1, size)
+    return [ids[start:start + size] for start in range(0, len(ids), size)]
+

@@ -1,0 +1,52 @@
+"""Synchronous prediction for the API, and auto-classification of new or changed images."""
+
+from __future__ import annotations
+
+import logging
+
+from django.conf import settings
+from django.db import transaction
+
+from classifier.exceptions import ClassifierError, NoActiveModelError
+from classifier.inference import Prediction
+from classifier.runtime import get_active_model
+
+logger = logging.getLogger(__name__)
+
+
+def predict_images(images: list[bytes]) -> list[Prediction | ClassifierError]:
+    """Classify encoded images with the active model, in one batched invoke.
+
+    For the API's "classify these images" endpoint: nothing is stored. A bad image yields its
+    error in its slot; the others are classified.
+
+    Raises:
+        NoActiveModelError: No model version is active.
+        ModelLoadError, ModelContractError: The active model cannot be used.
+    """
+    model = get_active_model()
+    return model.classifier.predict_bytes(list(images), k=settings.CLASSIFIER["TOP_K"])
+
+
+def product_classify_on_commit(*, product) -> None:
+    """Classify a product's new or changed image once the current transaction commits.
+
+    Called by the Product ``post_save`` signal (``classifier/signals.py``) so admin, API,
+    webhook and import paths all get it; callers that save with ``QuerySet.update`` may call
+    it directly. Does nothing when ``CLASSIFIER["AUTO_CLASSIFY"]`` is off or the product has
+    no image; with no active model it logs and skips (nothing can be predicted yet).
+    """
+    if not settings.CLASSIFIER["AUTO_CLASSIFY"] or not product.image:
+        return
+    product_id, sku = product.pk, product.sku
+    transaction.on_commit(lambda: _start_auto_job(product_id, sku))
+
+
+def _start_auto_job(product_id: int, sku: str) -> None:
+    from classifier.services.jobs import classification_job_start
+
+    try:
+        classification_job_start(products=[product_id], scope=f"auto: new image of {sku}")
+    except NoActiveModelError:
+        logger.info("Product %s (%s): new image not classified, no model is active yet",
+                    product_id, sku)

@@ -1,0 +1,123 @@
+"""Turning one chunk's predictions and errors into product fields and history rows, in bulk."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from django.conf import settings
+from django.utils import timezone
+
+from catalog.models import Category, CategorySource, Product, ReviewStatus
+from classifier.exceptions import PredictionLabelError
+from classifier.inference import Prediction
+from classifier.models import PredictionOutcome, PredictionRecord
+
+# Fields a classification run may write. Listed for bulk_update so nothing else a person edits
+# concurrently (title, price, image) is overwritten with a stale value.
+PRODUCT_RESULT_FIELDS = [
+    "predicted_category", "prediction_confidence", "prediction_top_k",
+    "prediction_model_version", "predicted_at", "review_status", "classification_error",
+    "category", "category_source", "category_set_at",
+]
+
+
+@dataclass(frozen=True)
+class ItemResult:
+    """What classifying one product gave: a prediction, or the reason it failed."""
+
+    product_id: int
+    prediction: Prediction | None = None
+    error: str = ""
+
+
+def results_apply(
+    *, results: list[ItemResult], model_version_id: int, job_id: int | None,
+) -> tuple[int, int]:
+    """Write results to products and history; call inside a transaction.
+
+    Products are re-read here (the caller holds the job lock inside ``transaction.atomic``), so a
+    category a person chose while the chunk was being inferred is seen and kept.
+
+    Rules: a person's category is never changed; a confident prediction (>= the threshold) fills
+    the shop category unless a person set it; a less confident one sends the product to review;
+    a failure marks the product failed with its reason and keeps its earlier prediction.
+
+    Returns:
+        ``(classified, failed)`` counts, where "classified" includes "needs review".
+    """
+    products = Product.objects.in_bulk([r.product_id for r in results])
+    slugs = {p.label for r in results if (p := r.prediction) is not None}
+    categories = {c.slug: c for c in Category.objects.filter(slug__in=slugs)}
+    now = timezone.now()
+    records, changed = [], []
+    done = failed = 0
+    for result in results:
+        product = products.get(result.product_id)
+        if product is None:  # Deleted while the chunk ran: nothing to record against.
+            continue
+        record = _apply_one(product, result, categories, now)
+        record.model_version_id, record.job_id = model_version_id, job_id
+        if record.outcome == PredictionOutcome.FAILED:
+            failed += 1
+        else:
+            product.prediction_model_version_id = model_version_id
+            done += 1
+        records.append(record)
+        changed.append(product)
+    Product.objects.bulk_update(changed, PRODUCT_RESULT_FIELDS)
+    PredictionRecord.objects.bulk_create(records, ignore_conflicts=True)
+    return done, failed
+
+
+def _apply_one(product: Product, result: ItemResult, categories: dict, now) -> PredictionRecord:
+    prediction = result.prediction
+    error = result.error
+    category = None
+    if prediction is not None:
+        category = categories.get(prediction.label)
+        if category is None:
+            error = PredictionLabelError(
+                f"The model predicted {prediction.label!r}, which is not the slug of any "
+                "category. Create a category with that slug, or train and activate a model on "
+                "the current categories."
+            ).message
+    if error:
+        # Earlier good prediction fields stay: a failed re-run must not erase what was known.
+        product.review_status = ReviewStatus.FAILED
+        product.classification_error = error
+        return PredictionRecord(
+            product=product, outcome=PredictionOutcome.FAILED, error=error,
+            label=prediction.label if prediction else "",
+            confidence=prediction.confidence if prediction else None,
+        )
+    confident = prediction.confidence >= settings.CLASSIFIER["CONFIDENCE_THRESHOLD"]
+    _set_prediction(product, prediction, category, confident, now)
+    outcome = PredictionOutcome.CLASSIFIED if confident else PredictionOutcome.NEEDS_REVIEW
+    return PredictionRecord(
+        product=product, outcome=outcome, category=category, label=prediction.label,
+        confidence=prediction.confidence, top_k=_top_k_json(prediction),
+    )
+
+
+def _set_prediction(product: Product, prediction: Prediction, category: Category,
+                    confident: bool, now) -> None:
+    product.predicted_category = category
+    product.prediction_confidence = min(1.0, max(0.0, float(prediction.confidence)))
+    product.prediction_top_k = _top_k_json(prediction)
+    product.predicted_at = now
+    product.classification_error = ""
+    if product.category_source == CategorySource.PERSON:
+        # A person decided; the prediction is kept for reference, nothing to review.
+        product.review_status = ReviewStatus.CLASSIFIED
+    elif confident:
+        product.category = category
+        product.category_source = CategorySource.CLASSIFIER
+        product.category_set_at = now
+        product.review_status = ReviewStatus.CLASSIFIED
+    else:
+        # An earlier classifier category stays (never delete data); a person now decides.
+        product.review_status = ReviewStatus.NEEDS_REVIEW
+
+
+def _top_k_json(prediction: Prediction) -> list[dict]:
+    return [{"label": label, "confidence": round(float(p), 6)} for label, p in prediction.top_k]

@@ -1,0 +1,13 @@
+"""django-q2 tasks for classification (thin wrappers over services, referred to by dotted path)."""
+
+from classifier import services
+
+
+def classification_chunk_run(job_id: int, product_ids: list[int]) -> dict:
+    return services.classification_chunk_run(job_id=job_id, product_ids=product_ids)
+
+
+def classification_chunk_hook(task) -> None:
+    """After each chunk task: a chunk that failed as a whole fails its job with the reason."""
+    if not task.success:
+        services.classification_chunk_failed(job_id=task.args[0], error=str(task.result))

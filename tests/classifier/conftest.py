@@ -1,0 +1,78 @@
+"""Fixtures for classification tests: categories, real tiny model versions, products."""
+
+import hashlib
+import itertools
+
+import pytest
+from django.core.files.base import ContentFile
+
+from catalog.models import Category, Product
+from classifier import runtime
+from classifier.models import ModelVersion
+from classifier.services import model_version_activate
+from tests.support.tiny_model import DEFAULT_LABELS, make_tiny_tflite, tiny_contract
+
+RED, GREEN, BLUE = (230, 20, 20), (20, 230, 20), (20, 20, 230)
+
+
+@pytest.fixture(autouse=True)
+def _fresh_model_cache():
+    runtime.clear_cache()
+    yield
+    runtime.clear_cache()
+
+
+@pytest.fixture
+def no_auto_classify(settings):
+    settings.CLASSIFIER = {**settings.CLASSIFIER, "AUTO_CLASSIFY": False}
+
+
+@pytest.fixture
+def categories(db):
+    return {slug: Category.objects.create(name=slug.title(), slug=slug)
+            for slug in DEFAULT_LABELS}
+
+
+_numbers = itertools.count(1)
+
+
+@pytest.fixture
+def make_model_version(db):
+    def make(labels=DEFAULT_LABELS, *, activate=True) -> ModelVersion:
+        content = make_tiny_tflite(labels=tuple(labels))
+        number = next(_numbers) + ModelVersion.objects.count() * 1000
+        version = ModelVersion(
+            number=number, labels=list(labels), input_contract=tiny_contract().to_dict(),
+            architecture="tiny", checksum=hashlib.sha256(content).hexdigest(),
+            size_bytes=len(content),
+        )
+        version.file.save(f"tiny-{number}.tflite", ContentFile(content), save=False)
+        version.save()
+        if activate:
+            model_version_activate(model_version=version)
+            version.refresh_from_db()
+        return version
+
+    return make
+
+
+@pytest.fixture
+def model_version(make_model_version, categories):
+    return make_model_version()
+
+
+@pytest.fixture
+def make_product(db):
+    counter = itertools.count(1)
+
+    def make(image: bytes | None = None, *, name="photo.jpg", **fields) -> Product:
+        number = next(counter)
+        product = Product.objects.create(
+            sku=fields.pop("sku", f"SKU-{number}"), title=fields.pop("title", f"Item {number}"),
+            **fields,
+        )
+        if image is not None:
+            product.image.save(name, ContentFile(image))
+        return product
+
+    return make

@@ -1,0 +1,167 @@
+"""Job start, review services, synchronous prediction, the model cache and auto-classification."""
+
+from pathlib import Path
+
+import pytest
+from django.core.files.base import ContentFile
+
+from catalog.models import CategorySource, Product, ReviewStatus
+from classifier import runtime
+from classifier.exceptions import (
+    ImageEmptyError,
+    ModelLoadError,
+    NoActiveModelError,
+    NoPredictionError,
+)
+from classifier.inference import Prediction
+from classifier.models import ClassificationJob, JobStatus
+from classifier.services import (
+    classification_chunk_failed,
+    classification_job_start,
+    model_version_activate,
+    predict_images,
+    product_accept_prediction,
+    products_send_to_review,
+)
+from tests.classifier.conftest import BLUE, RED
+from tests.support.tiny_model import solid_color_jpeg
+
+
+def test_job_start_counts_products_and_chunks(settings, model_version, make_product,
+                                              no_auto_classify):
+    settings.CLASSIFIER = {**settings.CLASSIFIER, "CHUNK_SIZE": 2}
+    products = [make_product(solid_color_jpeg(RED)) for _ in range(5)]
+
+    job = classification_job_start(products=Product.objects.all(), scope="test")
+
+    assert (job.total, job.chunk_count, job.status) == (5, 3, JobStatus.QUEUED)
+    assert job.model_version == model_version
+    assert classification_job_start(products=[products[0].pk, 999_999]).total == 1
+
+
+def test_job_start_enqueues_chunks_on_commit(settings, model_version, make_product,
+                                             django_capture_on_commit_callbacks,
+                                             no_auto_classify):
+    from django_q.brokers import get_broker
+
+    settings.CLASSIFIER = {**settings.CLASSIFIER, "CHUNK_SIZE": 2}
+    broker = get_broker()
+    broker.purge_queue()
+    [make_product(solid_color_jpeg(RED)) for _ in range(3)]
+    with django_capture_on_commit_callbacks(execute=True):
+        classification_job_start(products=Product.objects.all())
+        assert broker.queue_size() == 0  # nothing before the commit
+    assert broker.queue_size() == 2
+    broker.purge_queue()
+
+
+def test_empty_job_finishes_at_once(model_version):
+    job = classification_job_start(products=[])
+    assert job.status == JobStatus.SUCCEEDED and job.finished_at is not None
+
+
+def test_job_start_without_active_model_says_how_to_fix(db, make_product):
+    with pytest.raises(NoActiveModelError, match="activate"):
+        classification_job_start(products=[make_product().pk])
+
+
+def test_failed_chunk_fails_the_job_with_its_reason(model_version):
+    job = classification_job_start(products=[])
+    classification_chunk_failed(job_id=job.pk, error="No classifier model is active.")
+    job.refresh_from_db()
+    assert job.status == JobStatus.FAILED and "No classifier model" in job.error
+
+
+def test_predict_images_returns_prediction_or_error_per_image(model_version):
+    results = predict_images([solid_color_jpeg(BLUE), b"", solid_color_jpeg(RED)])
+    assert isinstance(results[0], Prediction) and results[0].label == "blue"
+    assert isinstance(results[1], ImageEmptyError)
+    assert results[2].label == "red"
+
+
+def test_predict_images_without_model_raises(db):
+    with pytest.raises(NoActiveModelError):
+        predict_images([solid_color_jpeg(RED)])
+
+
+def test_model_cache_notices_activation_of_another_version(make_model_version, categories):
+    first = make_model_version()
+    assert predict_images([solid_color_jpeg(RED)])[0].label == "red"
+    loaded_first = runtime.get_active_model()
+
+    second = make_model_version(labels=("crimson", "lime", "navy"))
+    assert predict_images([solid_color_jpeg(RED)])[0].label == "crimson"
+    assert runtime.get_active_model().version_id == second.pk
+
+    model_version_activate(model_version=first)  # rollback
+    assert predict_images([solid_color_jpeg(RED)])[0].label == "red"
+    assert loaded_first.version_id == first.pk
+
+
+def test_model_file_that_fails_its_checksum_is_refused(make_model_version, categories):
+    version = make_model_version()
+    version.file.storage.delete(version.file.name)
+    version.file.storage.save(version.file.name, ContentFile(b"tampered"))
+    with pytest.raises(ModelLoadError, match="checksum"):
+        predict_images([solid_color_jpeg(RED)])
+
+
+def test_accept_prediction_makes_it_a_persons_category(model_version, make_product, categories):
+    product = make_product(predicted_category=categories["blue"], prediction_confidence=0.4,
+                           review_status=ReviewStatus.NEEDS_REVIEW)
+    product = product_accept_prediction(product=product)
+    product.refresh_from_db()
+    assert product.category == categories["blue"]
+    assert product.category_source == CategorySource.PERSON
+    assert product.review_status == ReviewStatus.CLASSIFIED
+
+
+def test_accept_without_prediction_says_classify_first(make_product):
+    with pytest.raises(NoPredictionError, match="Classify it first"):
+        product_accept_prediction(product=make_product())
+
+
+def test_send_to_review_marks_products(make_product):
+    a, b = make_product(), make_product(review_status=ReviewStatus.CLASSIFIED)
+    assert products_send_to_review(products=[a, b.pk]) == 2
+    assert set(Product.objects.values_list("review_status", flat=True)) == {"needs_review"}
+
+
+def test_new_image_is_classified_automatically_after_commit(model_version, make_product,
+                                                            django_capture_on_commit_callbacks):
+    with django_capture_on_commit_callbacks(execute=True) as callbacks:
+        product = make_product(solid_color_jpeg(RED))
+    assert len(callbacks) >= 1
+    job = ClassificationJob.objects.get()
+    assert job.total == 1 and job.scope.startswith("auto:")
+
+    with django_capture_on_commit_callbacks(execute=True):
+        product.title = "Renamed"
+        product.save()
+    assert ClassificationJob.objects.count() == 1  # the image did not change
+
+    with django_capture_on_commit_callbacks(execute=True):
+        product.image.save("other.jpg", ContentFile(solid_color_jpeg(BLUE)))
+    assert ClassificationJob.objects.count() == 2
+
+
+def test_auto_classify_setting_off_enqueues_nothing(model_version, make_product,
+                                                    django_capture_on_commit_callbacks,
+                                                    no_auto_classify):
+    with django_capture_on_commit_callbacks(execute=True):
+        make_product(solid_color_jpeg(RED))
+    assert not ClassificationJob.objects.exists()
+
+
+def test_auto_classify_without_model_skips_quietly(make_product,
+                                                   django_capture_on_commit_callbacks):
+    with django_capture_on_commit_callbacks(execute=True):
+        make_product(solid_color_jpeg(RED))
+    assert not ClassificationJob.objects.exists()
+
+
+def test_fetch_path_is_documented_fallback_when_storage_reader_absent():
+    from classifier import fetch
+
+    assert Path(fetch.__file__).name == "fetch.py"
+    assert callable(fetch.fetch_image_bytes)
