@@ -1,0 +1,106 @@
+"""Real worker processes: a qcluster classifies a job, survives a killed worker; no TensorFlow."""
+
+import io
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from django.conf import settings
+from PIL import Image
+
+from catalog.models import Product, ReviewStatus
+from classifier.models import ClassificationJob, JobStatus, PredictionRecord
+from classifier.services import classification_job_start
+from tests.classifier.conftest import BLUE, GREEN, RED
+from tests.support import django_fixtures
+from tests.support.tiny_model import solid_color_jpeg
+
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("no_auto_classify")]
+
+USES_REDIS = "redis" in settings.Q_CLUSTER
+
+
+def _job(job_id: int) -> ClassificationJob:
+    return ClassificationJob.objects.get(pk=job_id)
+
+
+def test_qcluster_classifies_a_job_end_to_end(qcluster, settings, model_version, make_product,
+                                              categories):
+    settings.CLASSIFIER = {**settings.CLASSIFIER, "CHUNK_SIZE": 4}  # chunks are cut here
+    colours = [RED, GREEN, BLUE] * 3
+    products = [make_product(solid_color_jpeg(c)) for c in colours]
+    bad = make_product(b"this is not an image", name="bad.jpg")
+
+    cluster = qcluster()
+    job = classification_job_start(products=Product.objects.all(), scope="e2e")
+    assert job.chunk_count == 3
+
+    cluster.wait_for(lambda: _job(job.pk).finished_at is not None, "the job to finish")
+    job.refresh_from_db()
+    assert (job.status, job.done_count, job.failed_count) == (JobStatus.SUCCEEDED, 9, 1)
+    for product, colour in zip(products, colours, strict=True):
+        product.refresh_from_db()
+        expected = {RED: "red", GREEN: "green", BLUE: "blue"}[colour]
+        assert product.category.slug == expected
+    assert Product.objects.get(pk=bad.pk).review_status == ReviewStatus.FAILED
+
+
+def _slow_png() -> bytes:
+    """A valid 7000x7000 PNG (~0.7 MB): PNG has no draft mode, so each takes ~0.5 s to decode."""
+    size = 7000
+    ramp = np.linspace(0, 255, size, dtype=np.float32)
+    pixels = np.stack([np.broadcast_to(ramp[:, None], (size, size)),
+                       np.broadcast_to(ramp[None, :], (size, size)),
+                       np.full((size, size), 40, np.float32)], axis=-1).astype(np.uint8)
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).save(buffer, format="PNG", compress_level=1)
+    return buffer.getvalue()
+
+
+@pytest.mark.skipif(USES_REDIS, reason="django-q2's Redis broker has no re-delivery (no retry): "
+                    "a killed worker's task is lost there; the ORM broker re-delivers it")
+def test_killed_workers_chunk_is_finished_by_another_cluster(qcluster, model_version,
+                                                            make_product):
+    slow = _slow_png()
+    products = [make_product(slow, name="big.png") for _ in range(10)]
+    products += [make_product(solid_color_jpeg(RED)) for _ in range(3)]
+    # One chunk, decoded one image at a time: several seconds, well under the 25 s timeout.
+    env = {"CLASSIFIER_FETCH_WORKERS": "1", "Q_WORKERS": "1",
+           "Q_TIMEOUT": "25", "Q_RETRY": "30"}
+    first = qcluster(env_extra=env)
+    job = classification_job_start(products=Product.objects.all(), scope="kill test")
+
+    first.wait_for(lambda: _job(job.pk).status == JobStatus.RUNNING, "the chunk to start")
+    first.kill_hard()
+    assert not PredictionRecord.objects.filter(job=job).exists(), "killed before writing"
+
+    second = qcluster(env_extra=env)
+    second.wait_for(lambda: _job(job.pk).finished_at is not None,
+                    "the re-delivered chunk to finish (after Q_RETRY seconds)")
+    job.refresh_from_db()
+    assert job.status == JobStatus.SUCCEEDED
+    assert (job.done_count, job.failed_count) == (13, 0)
+    recorded = list(PredictionRecord.objects.filter(job=job).values_list("product_id", flat=True))
+    assert sorted(recorded) == sorted(p.pk for p in products)  # each exactly once
+
+
+def test_serving_path_never_imports_tensorflow(transactional_db, model_version, make_product):
+    products = [make_product(solid_color_jpeg(c)) for c in (RED, GREEN)]
+    job = classification_job_start(products=[p.pk for p in products], enqueue=False)
+    script = (
+        "import sys, django; django.setup()\n"
+        "import classifier.services, classifier.tasks, classifier.admin, catalog.admin\n"
+        "from django.contrib import admin; admin.autodiscover()\n"
+        f"print(classifier.tasks.classification_chunk_run({job.pk}, {[p.pk for p in products]}))\n"
+        "print('TF' if {'tensorflow', 'keras'} & set(sys.modules) else 'NO-TF')\n"
+    )
+    env = {**os.environ, "DATABASE_URL": django_fixtures.test_database_url(), "DJANGO_DEBUG": "1",
+           "DJANGO_MEDIA_ROOT": str(settings.MEDIA_ROOT),
+           "DJANGO_SETTINGS_MODULE": "config.settings"}
+    result = subprocess.run([sys.executable, "-c", script], cwd=django_fixtures.REPO_ROOT, env=env,
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert "'done': 2" in result.stdout
+    assert result.stdout.strip().endswith("NO-TF")
