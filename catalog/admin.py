@@ -5,6 +5,7 @@ from django.db.models import Count
 
 from catalog import services
 from catalog.models import Category, Product
+from classifier.product_admin import ConfidenceBandFilter, ProductClassificationAdminMixin
 
 
 @admin.register(Category)
@@ -24,13 +25,15 @@ class CategoryAdmin(admin.ModelAdmin):
 
 
 @admin.register(Product)
-class ProductAdmin(admin.ModelAdmin):
+class ProductAdmin(ProductClassificationAdminMixin, admin.ModelAdmin):
+    # Classification columns, filters, actions and buttons: classifier/product_admin.py.
     list_display = [
-        "sku", "title", "category", "category_source", "predicted_category",
-        "prediction_confidence", "review_status", "is_published",
+        "thumbnail", "sku", "title", "category", "category_source", "prediction_display",
+        "review_status", "is_published",
     ]
     list_filter = ["review_status", "category_source", "is_published", "category",
-                   "image_missing"]
+                   "image_missing", "predicted_category", ConfidenceBandFilter,
+                   "prediction_model_version"]
     search_fields = ["sku", "title", "description"]
     list_select_related = ["category", "category__parent", "predicted_category",
                            "predicted_category__parent"]

@@ -1,7 +1,10 @@
 """Admin for model versions, classification jobs and prediction history."""
 
 from django.contrib import admin
+from django.urls import reverse
+from django.utils.html import format_html, format_html_join
 
+from classifier import selectors
 from classifier.models import ClassificationJob, ModelVersion, PredictionRecord
 
 
@@ -23,11 +26,28 @@ class ModelVersionAdmin(admin.ModelAdmin):
 
 @admin.register(ClassificationJob)
 class ClassificationJobAdmin(admin.ModelAdmin):
-    list_display = ["id", "status", "model_version", "scope", "total", "done_count",
-                    "failed_count", "created_at", "finished_at"]
+    list_display = ["id", "status", "progress_bar", "model_version", "scope", "total",
+                    "done_count", "failed_count", "created_at", "finished_at"]
     list_filter = ["status", "model_version"]
-    readonly_fields = [f.name for f in ClassificationJob._meta.fields]
+    # The page reloads itself while the job runs (templates/admin/classifier/classificationjob).
+    readonly_fields = ["progress_bar", *[f.name for f in ClassificationJob._meta.fields],
+                       "failures"]
     list_select_related = ["model_version"]
+
+    @admin.display(description="Progress")
+    def progress_bar(self, obj):
+        return format_html('<progress value="{}" max="{}" style="width:12em"></progress> {} / {}',
+                           obj.processed, max(obj.total, 1), obj.processed, obj.total)
+
+    @admin.display(description="Failed products")
+    def failures(self, obj):
+        records = selectors.job_failed_records(job=obj)
+        if not records:
+            return "None"
+        rows = format_html_join("", '<li><a href="{}">{}</a>: {}</li>', (
+            (reverse("admin:catalog_product_change", args=[r.product_id]), r.product.sku,
+             r.error) for r in records))
+        return format_html("<ul>{}</ul>", rows)
 
     def has_add_permission(self, request):
         return False

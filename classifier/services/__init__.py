@@ -9,7 +9,11 @@ from classifier.services.jobs import (
 )
 from classifier.services.model_versions import model_version_activate
 from classifier.services.predict import predict_images, product_classify_on_commit
-from classifier.services.review import product_accept_prediction, products_send_to_review
+from classifier.services.review import (
+    product_accept_prediction,
+    products_accept_predictions,
+    products_send_to_review,
+)
 
 __all__ = [
     "classification_chunk_failed",
@@ -21,5 +25,6 @@ __all__ = [
     "predict_images",
     "product_accept_prediction",
     "product_classify_on_commit",
+    "products_accept_predictions",
     "products_send_to_review",
 ]

@@ -53,3 +53,19 @@ def products_send_to_review(*, products: QuerySet | Iterable) -> int:
     return products.exclude(review_status=ReviewStatus.NEEDS_REVIEW).update(
         review_status=ReviewStatus.NEEDS_REVIEW
     )
+
+
+def products_accept_predictions(*, products: QuerySet, user=None) -> tuple[int, int]:
+    """Accept the prediction of each product that has one (the admin's bulk action).
+
+    Returns:
+        ``(accepted, skipped)``; products without a prediction are skipped.
+    """
+    accepted = skipped = 0
+    for product in products.select_related("predicted_category"):
+        if product.predicted_category_id is None:
+            skipped += 1
+            continue
+        product_accept_prediction(product=product, user=user)
+        accepted += 1
+    return accepted, skipped
