@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import logging
+import os
 import time
 from collections.abc import Callable, Iterable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 
 import numpy as np
 from django.conf import settings
@@ -26,6 +27,9 @@ logger = logging.getLogger(__name__)
 
 CHUNK_TASK = "classifier.tasks.classification_chunk_run"
 CHUNK_HOOK = "classifier.tasks.classification_chunk_hook"
+
+# Decoding threads per chunk: one per core (see classify_products).
+DECODE_WORKERS = os.cpu_count() or 2
 
 # Ids per existence query: under SQLite's smallest bound-parameter limit (999).
 ID_BATCH = 900
@@ -124,8 +128,15 @@ def classify_products(
     """
     size = model.contract.size
     start = time.perf_counter()
-    with ThreadPoolExecutor(max_workers=settings.CLASSIFIER["FETCH_WORKERS"]) as pool:
-        loaded = list(pool.map(lambda p: _fetch_and_decode(p, size), products))
+    # Two pools: fetching waits on storage (many threads hide latency), decoding is CPU work
+    # (one thread per core; Pillow releases the GIL while decoding, more threads only fight
+    # over it). Each decode waits for its own fetch, so decoding starts with the first bytes.
+    with ThreadPoolExecutor(max_workers=settings.CLASSIFIER["FETCH_WORKERS"]) as fetchers, \
+            ThreadPoolExecutor(max_workers=DECODE_WORKERS) as decoders:
+        fetched = [fetchers.submit(_fetch, product, size) for product in products]
+        decoding = [decoders.submit(_decode, future, product, size)
+                    for future, product in zip(fetched, products, strict=True)]
+        loaded = [future.result() for future in decoding]
     decoded = time.perf_counter()
     good = [i for i, item in enumerate(loaded) if not isinstance(item, ClassifierError)]
     batch = np.stack([loaded[i] for i in good]) if good else np.zeros((0, *size, 3), np.uint8)
@@ -172,17 +183,31 @@ def classification_job_run_sync(
     return job
 
 
-def _fetch_and_decode(product: Product, size: tuple[int, int]) -> np.ndarray | ClassifierError:
-    """One product's pixels, or the error that product hit (logged with context)."""
-    nbytes = None
+def _fetch(product: Product, size: tuple[int, int]) -> bytes | ClassifierError:
     try:
-        data = fetch_image_bytes(product, for_size=DRAFT_OVERSAMPLE * max(size))
-        nbytes = len(data)
+        return fetch_image_bytes(product, for_size=DRAFT_OVERSAMPLE * max(size))
+    except ClassifierError as exc:
+        _log_item_failure(product, None, exc)
+        return exc
+
+
+def _decode(fetched: Future, product: Product, size: tuple[int, int]
+            ) -> np.ndarray | ClassifierError:
+    """One product's pixels, or the error that product hit (logged with context)."""
+    data = fetched.result()
+    if isinstance(data, ClassifierError):
+        return data
+    try:
         return decode_image(data, size=size)
     except ClassifierError as exc:
-        logger.warning("Product %s (sku %s, image %r, %s bytes) not classified: %s", product.pk,
-                       product.sku, product.image.name, nbytes, exc.message)
+        _log_item_failure(product, len(data), exc)
         return exc
+
+
+def _log_item_failure(product: Product, nbytes: int | None, exc: ClassifierError) -> None:
+    logger.warning("Product %s (sku %s, image %r, %s bytes) not classified: %s", product.pk,
+                   product.sku, product.image.name, "?" if nbytes is None else nbytes,
+                   exc.message)
 
 
 def _recorded(job_id: int, product_ids: list[int]) -> set[int]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from django.conf import settings
+from django.db import connections, router
 from django.utils import timezone
 
 from catalog.models import Category, CategorySource, Product, ReviewStatus
@@ -64,7 +65,7 @@ def results_apply(
             done += 1
         records.append(record)
         changed.append(product)
-    Product.objects.bulk_update(changed, PRODUCT_RESULT_FIELDS)
+    _update_rows(changed, PRODUCT_RESULT_FIELDS)
     PredictionRecord.objects.bulk_create(records, ignore_conflicts=True)
     return done, failed
 
@@ -117,6 +118,29 @@ def _set_prediction(product: Product, prediction: Prediction, category: Category
     else:
         # An earlier classifier category stays (never delete data); a person now decides.
         product.review_status = ReviewStatus.NEEDS_REVIEW
+
+
+def _update_rows(products: list[Product], fields: list[str]) -> None:
+    """``bulk_update`` as one ``executemany`` of per-row UPDATEs.
+
+    Django's ``bulk_update`` builds a ``CASE WHEN`` per field per row; for a 64-product chunk
+    and these ten fields that costs ~3 ms per product in Python (measured), a third of the
+    whole per-image budget. Values are converted by each field's own ``get_db_prep_save``, so
+    JSON, datetimes and foreign keys are stored exactly as ``save()`` would store them.
+    """
+    if not products:
+        return
+    connection = connections[router.db_for_write(Product)]
+    meta = Product._meta
+    columns = [meta.get_field(name) for name in fields]
+    quote = connection.ops.quote_name
+    assignments = ", ".join(f"{quote(field.column)} = %s" for field in columns)
+    sql = (f"UPDATE {quote(meta.db_table)} SET {assignments} "
+           f"WHERE {quote(meta.pk.column)} = %s")
+    rows = [[field.get_db_prep_save(getattr(product, field.attname), connection)
+             for field in columns] + [product.pk] for product in products]
+    with connection.cursor() as cursor:
+        cursor.executemany(sql, rows)
 
 
 def _top_k_json(prediction: Prediction) -> list[dict]:

@@ -1,0 +1,428 @@
+"""Classification throughput: the tutorial's way vs the project's task code vs the ceiling.
+
+    .venv/bin/python bench/classify_throughput.py [--n 1000] [--sizes 1600x1200,4000x3000]
+
+(a) tutorial: per image, read the whole file, ``Image.open``, ``resize``, one interpreter call,
+    softmax. (b) project: the chunk task code end to end (fetch from storage with a thread pool,
+    shared preprocessing, one batched invoke per chunk, bulk writes to the database), run by
+    ``classification_job_run_sync`` in a fresh process. (c) ceiling: shared preprocessing and
+    batched inference on bytes already in memory, no storage and no database.
+
+Each mode runs in its own subprocess so its peak RSS (``ru_maxrss``) is its own; TensorFlow is
+imported only by the one-off training subprocess and the RSS baseline. Photos (smooth gradients,
+shapes and sensor-like noise, JPEG quality 90) and the model (the tutorial ``cnn`` at 180x180,
+trained by ``training.pipeline.run_training`` on a small generated set) are cached under
+``var/bench/``; delete that folder to rebuild them.
+
+TODO(lead): Appwrite emulator column. The storage branch (``catalog.storage.AppwriteStorage``,
+``read_image_bytes``) is not on main yet; once it is, upload the photos to the emulator bucket
+(tests/support/appwrite_emulator.py), set ``APPWRITE_*`` in ``_django_env`` and run mode (b)
+again with ``--storage appwrite``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import itertools
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+BENCH_DIR = ROOT / "var" / "bench"
+MODEL_DIR = BENCH_DIR / "model"
+SITE_DIR = BENCH_DIR / "site"
+MEDIA_DIR = SITE_DIR / "media"
+PHOTO_SUBDIR = "bench-photos"
+
+# The tutorial's model: its CNN at its input size, trained just enough to give real predictions.
+MODEL_SIZE = (180, 180)
+TRAIN_CLASSES = ("circles", "squares", "stripes")
+TRAIN_PER_CLASS = 24
+TRAIN_EPOCHS = 2
+JPEG_QUALITY = 90
+# Distinct photos generated per size; files beyond this repeat them (the page cache sees the same
+# bytes either way, and generating 1,000 12-megapixel photos would take longer than the bench).
+DISTINCT_PHOTOS = 48
+CEILING_BATCH = 64
+# A qcluster is ready within seconds; past this the bench starts timing anyway (and says so in
+# the cluster log) rather than hang.
+CLUSTER_START_SECONDS = 60
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--n", type=int, default=1000, help="products per photo size")
+    parser.add_argument("--sizes", default="1600x1200,4000x3000")
+    parser.add_argument("--mode", help=argparse.SUPPRESS)  # internal: run one measurement
+    parser.add_argument("--size", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.mode:
+        result = MODES[args.mode](args)
+        result.setdefault("rss_mb", _peak_rss_mb())
+        print("RESULT " + json.dumps(result))
+        return
+    sizes = [tuple(int(v) for v in s.split("x")) for s in args.sizes.split(",")]
+    _ensure_model()
+    for width, height in sizes:
+        _ensure_photos(width, height)
+    _run(["--mode", "setup", "--n", str(args.n), "--sizes", args.sizes])
+    rows = [("import tensorflow (baseline)", _run(["--mode", "tf"])),
+            ("import LiteRT+Django (baseline)", _run(["--mode", "litert"]))]
+    table = []
+    for width, height in sizes:
+        size = f"{width}x{height}"
+        results = {m: _run(["--mode", m, "--size", size, "--n", str(args.n)])
+                   for m in MEASURED}
+        table.append((size, results))
+    _print_table(args.n, table, rows)
+
+
+def _peak_rss_mb(pid: int | str = "self") -> float:
+    """Peak RSS (VmHWM) of a process. Not ``ru_maxrss``: Linux keeps that across fork and
+    exec, so a fresh subprocess would report its parent's peak."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+# --- Orchestration ---------------------------------------------------------------------------
+
+def _run(extra: list[str]) -> dict:
+    env = _django_env()
+    proc = subprocess.run([sys.executable, __file__, *extra], cwd=ROOT, env=env,
+                          capture_output=True, text=True)
+    if proc.returncode != 0:
+        sys.exit(f"bench step {extra} failed:\n{proc.stderr[-4000:]}")
+    line = next(ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT "))
+    return json.loads(line[len("RESULT "):])
+
+
+def _django_env() -> dict[str, str]:
+    return {**os.environ, "DJANGO_SETTINGS_MODULE": "config.settings", "DJANGO_DEBUG": "1",
+            "CATALOG_VAR_DIR": str(SITE_DIR), "DJANGO_MEDIA_ROOT": str(MEDIA_DIR),
+            "DATABASE_URL": f"sqlite:///{SITE_DIR / 'bench.sqlite3'}",
+            "CLASSIFIER_AUTO_CLASSIFY": "0", "TF_CPP_MIN_LOG_LEVEL": "3",
+            "DJANGO_LOG_LEVEL": "WARNING", "PYTHONPATH": str(ROOT)}
+
+
+def _print_table(n: int, table, baselines) -> None:
+    print(f"\nClassification throughput, N={n} per size, model: tutorial cnn "
+          f"{MODEL_SIZE[0]}x{MODEL_SIZE[1]}, storage: local files, {os.cpu_count()} cores")
+    print("Peak RSS: VmHWM of the measuring process; for (b) the largest qcluster worker.")
+    print(f"{'photos':<10} {'mode':<34} {'img/s':>8} {'ms/img':>8} {'peak RSS MB':>12} "
+          f"{'vs (a)':>7} {'vs (c)':>7}")
+    for size, results in table:
+        for mode, name in MEASURED.items():
+            r = results[mode]
+            rate = r["images"] / r["seconds"]
+            vs_a = rate / (results["a"]["images"] / results["a"]["seconds"])
+            vs_c = rate / (results["c"]["images"] / results["c"]["seconds"])
+            print(f"{size:<10} {name:<34} {rate:>8.1f} {1000 / rate:>8.1f} "
+                  f"{r['rss_mb']:>12.0f} {vs_a:>6.1f}x {vs_c:>6.2f}x")
+        c = results["c"]["labels"]
+        for mode in ("b", "b1"):
+            same = sum(results[mode]["labels"].get(k) == v for k, v in c.items())
+            print(f"{size:<10} top-1 identical ({mode}) vs (c): {same}/{len(c)}"
+                  + ("" if same == len(c) else "  <-- MISMATCH"))
+    for name, r in baselines:
+        print(f"{'baseline':<10} {name:<34} {'':>8} {'':>8} {r['rss_mb']:>12.0f}")
+    print("Appwrite emulator: TODO (storage branch not on main yet; see module docstring)")
+
+
+# --- Cached assets -----------------------------------------------------------------------------
+
+def _ensure_model() -> None:
+    if (MODEL_DIR / "model.tflite").exists():
+        return
+    MODEL_DIR.mkdir(parents=True, exist_ok=True)
+    print("Training the tutorial cnn on generated shapes (once)...", flush=True)
+    proc = subprocess.run([sys.executable, __file__, "--mode", "train"], cwd=ROOT,
+                          env=_django_env())
+    if proc.returncode != 0:
+        sys.exit("training the bench model failed")
+
+
+def _train(args) -> dict:
+    from training.dataset import LabelledItem
+    from training.hparams import HParams
+    from training.pipeline import run_training
+
+    rng = np.random.default_rng(0)
+    items = []
+    for label in TRAIN_CLASSES:
+        for index in range(TRAIN_PER_CLASS):
+            data = _shape_photo(rng, 240, 180, label)
+            items.append(LabelledItem(f"{label}/{index}.jpg", label, lambda d=data: d))
+    hparams = HParams(architecture="cnn", image_size=MODEL_SIZE, epochs=TRAIN_EPOCHS,
+                      batch_size=16, weights=None, augment=False, min_images_per_class=5,
+                      decode_workers=2)
+    outcome = run_training(items, hparams, workdir=MODEL_DIR / "run")
+    (MODEL_DIR / "model.tflite").write_bytes(outcome.tflite_bytes)
+    (MODEL_DIR / "meta.json").write_text(json.dumps(
+        {"labels": outcome.labels, "contract": outcome.contract.to_dict(),
+         "summary": outcome.summary()}))
+    return {"labels": outcome.labels}
+
+
+def _shape_photo(rng, width: int, height: int, kind: str | None = None) -> bytes:
+    """A photo-like JPEG: a smooth gradient, a few shapes, blur-free sensor noise."""
+    from PIL import Image, ImageDraw
+
+    small_w, small_h = max(64, width // 8), max(48, height // 8)
+    yy, xx = np.mgrid[0:small_h, 0:small_w].astype(np.float32)
+    base = rng.uniform(40, 200, 3)
+    tilt = rng.uniform(-0.6, 0.6, (2, 3))
+    canvas = (base + xx[..., None] * tilt[0] * 160 / small_w
+              + yy[..., None] * tilt[1] * 160 / small_h)
+    img = Image.fromarray(np.clip(canvas, 0, 255).astype(np.uint8))
+    draw = ImageDraw.Draw(img)
+    kind = kind or TRAIN_CLASSES[int(rng.integers(len(TRAIN_CLASSES)))]
+    for _ in range(int(rng.integers(2, 5))):
+        x0, y0 = rng.integers(0, small_w // 2), rng.integers(0, small_h // 2)
+        x1, y1 = x0 + rng.integers(small_w // 6, small_w // 2), y0 + rng.integers(small_h // 6,
+                                                                                   small_h // 2)
+        colour = tuple(int(v) for v in rng.integers(0, 256, 3))
+        if kind == "circles":
+            draw.ellipse([x0, y0, x1, y1], fill=colour)
+        elif kind == "squares":
+            draw.rectangle([x0, y0, x1, y1], fill=colour)
+        else:
+            for offset in range(0, small_w, 6):
+                draw.line([(offset, 0), (offset, small_h)], fill=colour, width=2)
+    img = img.resize((width, height), Image.Resampling.BICUBIC)
+    noisy = np.asarray(img, dtype=np.int16) + rng.integers(-12, 13, (height, width, 3),
+                                                            dtype=np.int16)
+    buffer = io.BytesIO()
+    Image.fromarray(np.clip(noisy, 0, 255).astype(np.uint8)).save(
+        buffer, format="JPEG", quality=JPEG_QUALITY)
+    return buffer.getvalue()
+
+
+def _photo_dir(width: int, height: int) -> Path:
+    return MEDIA_DIR / PHOTO_SUBDIR / f"{width}x{height}"
+
+
+def _ensure_photos(width: int, height: int) -> None:
+    folder = _photo_dir(width, height)
+    if len(list(folder.glob("*.jpg"))) >= DISTINCT_PHOTOS:
+        return
+    folder.mkdir(parents=True, exist_ok=True)
+    print(f"Generating {DISTINCT_PHOTOS} photos of {width}x{height} (once)...", flush=True)
+
+    def make(index: int) -> None:
+        rng = np.random.default_rng(index)
+        (folder / f"{index:04d}.jpg").write_bytes(_shape_photo(rng, width, height))
+
+    with ThreadPoolExecutor(max_workers=os.cpu_count() or 2) as pool:
+        list(pool.map(make, range(DISTINCT_PHOTOS)))
+
+
+def _photo_names(width: int, height: int, n: int) -> list[str]:
+    """Storage names of the N products' photos (the distinct photos, repeated)."""
+    return [f"{PHOTO_SUBDIR}/{width}x{height}/{i % DISTINCT_PHOTOS:04d}.jpg" for i in range(n)]
+
+
+# --- Subprocess modes --------------------------------------------------------------------------
+
+def _setup(args) -> dict:
+    """Bench database: categories for the labels, an active model version, N products per size."""
+    import hashlib
+
+    import django
+    from django.core.files.base import ContentFile
+    from django.core.management import call_command
+
+    django.setup()
+    from catalog.models import Category, Product
+    from classifier.models import ModelVersion
+    from classifier.services import model_version_activate
+
+    call_command("migrate", verbosity=0)
+    meta = json.loads((MODEL_DIR / "meta.json").read_text())
+    content = (MODEL_DIR / "model.tflite").read_bytes()
+    for label in meta["labels"]:
+        Category.objects.get_or_create(slug=label, defaults={"name": label.title()})
+    checksum = hashlib.sha256(content).hexdigest()
+    version = ModelVersion.objects.filter(checksum=checksum).first()
+    if version is None:
+        version = ModelVersion(number=(ModelVersion.objects.count() + 1), labels=meta["labels"],
+                               input_contract=meta["contract"], architecture="cnn",
+                               checksum=checksum, size_bytes=len(content))
+        version.file.save("bench.tflite", ContentFile(content), save=False)
+        version.save()
+    model_version_activate(model_version=version)
+    Product.objects.filter(sku__startswith="bench-").delete()
+    for spec in args.sizes.split(","):
+        width, height = (int(v) for v in spec.split("x"))
+        Product.objects.bulk_create([
+            Product(sku=f"bench-{spec}-{i:05d}", title=f"Bench {i}", image=name)
+            for i, name in enumerate(_photo_names(width, height, args.n))])
+    return {}
+
+
+def _tutorial(args) -> dict:
+    """(a) One image at a time, as the TensorFlow image-classification tutorial does it."""
+    from ai_edge_litert.interpreter import Interpreter
+    from PIL import Image
+
+    width, height = (int(v) for v in args.size.split("x"))
+    meta = json.loads((MODEL_DIR / "meta.json").read_text())
+    interpreter = Interpreter(model_path=str(MODEL_DIR / "model.tflite"))
+    interpreter.allocate_tensors()
+    inp, out = interpreter.get_input_details()[0], interpreter.get_output_details()[0]
+    labels = {}
+    start = time.perf_counter()
+    for index, name in enumerate(_photo_names(width, height, args.n)):
+        data = (MEDIA_DIR / name).read_bytes()  # "download the whole file"
+        img = Image.open(io.BytesIO(data)).convert("RGB").resize((MODEL_SIZE[1], MODEL_SIZE[0]))
+        batch = np.asarray(img, dtype=np.float32)[None]
+        interpreter.set_tensor(inp["index"], batch)
+        interpreter.invoke()
+        logits = interpreter.get_tensor(out["index"])[0]
+        probs = np.exp(logits - logits.max()) / np.exp(logits - logits.max()).sum()
+        labels[str(index)] = meta["labels"][int(np.argmax(probs))]
+    return {"images": args.n, "seconds": time.perf_counter() - start, "labels": labels}
+
+
+def _project(args) -> dict:
+    """(b) The project's task code end to end: a real qcluster (2 workers) runs the job's chunks.
+
+    Timed from enqueueing to the job's ``finished_at`` (includes broker polling); peak RSS is
+    the largest worker process's.
+    """
+    import django
+
+    django.setup()
+    from django.utils import timezone
+
+    from catalog.models import Product
+    from classifier.models import ClassificationJob
+    from classifier.services import classification_job_start
+
+    log = SITE_DIR / "qcluster.log"
+    with open(log, "wb") as out:
+        cluster = subprocess.Popen([sys.executable, "manage.py", "qcluster"], cwd=ROOT,
+                                   env={**_django_env(), "DJANGO_LOG_LEVEL": "INFO"},
+                                   stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        ready_by = time.monotonic() + CLUSTER_START_SECONDS
+        while b"running" not in log.read_bytes() and time.monotonic() < ready_by:
+            if cluster.poll() is not None:
+                sys.exit(f"qcluster died:\n{log.read_text()[-3000:]}")
+            time.sleep(0.2)
+        products = Product.objects.filter(sku__startswith=f"bench-{args.size}-")
+        started = timezone.now()
+        job = classification_job_start(products=products, scope=f"bench {args.size}")
+        while not ClassificationJob.objects.filter(pk=job.pk, finished_at__isnull=False).exists():
+            if cluster.poll() is not None:
+                sys.exit(f"qcluster died:\n{log.read_text()[-3000:]}")
+            time.sleep(0.1)
+        rss = max(_peak_rss_mb(pid) for pid in _session_pids(cluster.pid))
+    finally:
+        os.killpg(cluster.pid, signal.SIGTERM)
+        try:
+            cluster.wait(30)
+        except subprocess.TimeoutExpired:
+            os.killpg(cluster.pid, signal.SIGKILL)
+    job.refresh_from_db()
+    assert job.done_count == args.n, (job.done_count, job.failed_count, job.error)
+    return {"images": args.n, "seconds": (job.finished_at - started).total_seconds(),
+            "labels": _labels_by_index(products), "rss_mb": rss}
+
+
+def _project_sync(args) -> dict:
+    """(b') The same chunk code run in this one process (``classify_catalog --sync``)."""
+    import django
+
+    django.setup()
+    from catalog.models import Product
+    from classifier.services import classification_job_run_sync
+
+    products = Product.objects.filter(sku__startswith=f"bench-{args.size}-")
+    start = time.perf_counter()
+    job = classification_job_run_sync(products=products, scope=f"bench sync {args.size}")
+    seconds = time.perf_counter() - start
+    assert job.done_count == args.n, (job.done_count, job.failed_count, job.error)
+    return {"images": args.n, "seconds": seconds, "labels": _labels_by_index(products)}
+
+
+def _labels_by_index(products) -> dict[str, str]:
+    return {str(int(sku.rsplit("-", 1)[1])): slug
+            for sku, slug in products.values_list("sku", "predicted_category__slug")}
+
+
+def _session_pids(session_id: int) -> list[int]:
+    """Processes of a session (the qcluster and its workers) from /proc."""
+    pids = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[3]) == session_id:  # fields after "(comm)": state ppid pgrp session
+            pids.append(int(stat.parent.name))
+    return pids
+
+
+def _ceiling(args) -> dict:
+    """(c) Shared preprocessing + batched inference on bytes in memory (no storage, no DB)."""
+    from classifier.contract import InputContract
+    from classifier.inference import LiteRTClassifier, top_k
+    from classifier.preprocessing import decode_image
+    from classifier.runtime import INVOKE_BATCH
+    from classifier.services.jobs import DECODE_WORKERS
+
+    width, height = (int(v) for v in args.size.split("x"))
+    meta = json.loads((MODEL_DIR / "meta.json").read_text())
+    contract = InputContract.from_dict(meta["contract"])
+    model = LiteRTClassifier((MODEL_DIR / "model.tflite").read_bytes(), labels=meta["labels"],
+                             contract=contract, num_threads=2, max_batch=INVOKE_BATCH)
+    distinct = {name: (MEDIA_DIR / name).read_bytes()
+                for name in set(_photo_names(width, height, args.n))}
+    blobs = [distinct[name] for name in _photo_names(width, height, args.n)]
+    predictions = []
+    start = time.perf_counter()
+    # Decoding streams through the pool while the main thread runs inference on full batches
+    # (LiteRT releases the GIL in invoke), so the two overlap.
+    with ThreadPoolExecutor(max_workers=DECODE_WORKERS) as pool:
+        decoded = pool.map(lambda b: decode_image(b, size=contract.size), blobs)
+        while batch := list(itertools.islice(decoded, CEILING_BATCH)):
+            predictions += top_k(model.predict_proba(np.stack(batch)), model.labels, k=3)
+    seconds = time.perf_counter() - start
+    labels = {str(i): p.label for i, p in enumerate(predictions)}
+    return {"images": args.n, "seconds": seconds, "labels": labels}
+
+
+def _import_tf(args) -> dict:
+    import tensorflow  # noqa: F401
+
+    return {}
+
+
+def _import_litert(args) -> dict:
+    import django
+
+    django.setup()
+    import classifier.services  # noqa: F401
+    import classifier.tasks  # noqa: F401
+
+    return {}
+
+
+MODES = {"train": _train, "setup": _setup, "a": _tutorial, "b": _project, "b1": _project_sync,
+         "c": _ceiling, "tf": _import_tf, "litert": _import_litert}
+MEASURED = {"a": "(a) tutorial, per image", "b": "(b) task code, qcluster 2 workers",
+            "b1": "(b') task code, one process --sync", "c": "(c) ceiling, bytes in memory"}
+
+if __name__ == "__main__":
+    main()
