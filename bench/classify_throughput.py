@@ -376,8 +376,12 @@ def _session_pids(session_id: int) -> list[int]:
 
 def _ceiling(args) -> dict:
     """(c) Shared preprocessing + batched inference on bytes in memory (no storage, no DB)."""
+    import django
+
     from classifier.contract import InputContract
     from classifier.inference import LiteRTClassifier, top_k
+
+    django.setup()  # only to import the runtime's constants; no query is made
     from classifier.preprocessing import decode_image
     from classifier.runtime import INVOKE_BATCH
     from classifier.services.jobs import DECODE_WORKERS

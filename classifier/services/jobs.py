@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -131,11 +132,17 @@ def classify_products(
     # Two pools: fetching waits on storage (many threads hide latency), decoding is CPU work
     # (one thread per core; Pillow releases the GIL while decoding, more threads only fight
     # over it). Each decode waits for its own fetch, so decoding starts with the first bytes.
-    with ThreadPoolExecutor(max_workers=settings.CLASSIFIER["FETCH_WORKERS"]) as fetchers, \
+    # Fetched-but-undecoded files are bounded, so a chunk of 12 MP photos never holds all its
+    # originals in memory at once.
+    fetch_workers = settings.CLASSIFIER["FETCH_WORKERS"]
+    read_ahead = _ReadAhead(limit=2 * fetch_workers + DECODE_WORKERS)
+    with ThreadPoolExecutor(max_workers=fetch_workers) as fetchers, \
             ThreadPoolExecutor(max_workers=DECODE_WORKERS) as decoders:
-        fetched = [fetchers.submit(_fetch, product, size) for product in products]
-        decoding = [decoders.submit(_decode, future, product, size)
-                    for future, product in zip(fetched, products, strict=True)]
+        decoding = [
+            decoders.submit(_decode, fetchers.submit(_fetch, product, size, read_ahead, index),
+                            product, size, read_ahead)
+            for index, product in enumerate(products)
+        ]
         loaded = [future.result() for future in decoding]
     decoded = time.perf_counter()
     good = [i for i, item in enumerate(loaded) if not isinstance(item, ClassifierError)]
@@ -183,7 +190,32 @@ def classification_job_run_sync(
     return job
 
 
-def _fetch(product: Product, size: tuple[int, int]) -> bytes | ClassifierError:
+class _ReadAhead:
+    """Lets fetch number ``i`` start only once ``i - limit`` images are decoded.
+
+    A ticket gate rather than a semaphore: every image below the lowest undecoded one is
+    decoded, so that image's fetch can always start and the pipeline cannot deadlock, whatever
+    order waiting threads wake in.
+    """
+
+    def __init__(self, *, limit: int):
+        self._limit = limit
+        self._decoded = 0
+        self._changed = threading.Condition()
+
+    def wait_turn(self, index: int) -> None:
+        with self._changed:
+            self._changed.wait_for(lambda: index < self._decoded + self._limit)
+
+    def done(self) -> None:
+        with self._changed:
+            self._decoded += 1
+            self._changed.notify_all()
+
+
+def _fetch(product: Product, size: tuple[int, int], read_ahead: _ReadAhead, index: int
+           ) -> bytes | ClassifierError:
+    read_ahead.wait_turn(index)
     try:
         return fetch_image_bytes(product, for_size=DRAFT_OVERSAMPLE * max(size))
     except ClassifierError as exc:
@@ -191,17 +223,19 @@ def _fetch(product: Product, size: tuple[int, int]) -> bytes | ClassifierError:
         return exc
 
 
-def _decode(fetched: Future, product: Product, size: tuple[int, int]
-            ) -> np.ndarray | ClassifierError:
+def _decode(fetched: Future, product: Product, size: tuple[int, int],
+            read_ahead: _ReadAhead) -> np.ndarray | ClassifierError:
     """One product's pixels, or the error that product hit (logged with context)."""
-    data = fetched.result()
-    if isinstance(data, ClassifierError):
-        return data
     try:
+        data = fetched.result()
+        if isinstance(data, ClassifierError):
+            return data
         return decode_image(data, size=size)
     except ClassifierError as exc:
         _log_item_failure(product, len(data), exc)
         return exc
+    finally:
+        read_ahead.done()
 
 
 def _log_item_failure(product: Product, nbytes: int | None, exc: ClassifierError) -> None:

@@ -163,3 +163,17 @@ def test_bad_image_corpus_gives_per_product_errors_and_the_chunk_goes_on(model_v
     failed = sum(1 for e in CORPUS_EXPECTATIONS.values() if e is None)
     assert (job.failed_count, job.done_count) == (failed, len(CORPUS_EXPECTATIONS) - failed)
     assert PredictionRecord.objects.filter(job=job).count() == len(CORPUS_EXPECTATIONS)
+
+
+def test_chunk_larger_than_the_read_ahead_window_completes(settings, model_version,
+                                                           make_product):
+    # One fetch thread: the read-ahead window is 2 + decode threads, far below the chunk size.
+    settings.CLASSIFIER = {**settings.CLASSIFIER, "FETCH_WORKERS": 1}
+    colours = [RED, GREEN, BLUE] * 7
+    products = [make_product(solid_color_jpeg(c)) for c in colours]
+
+    job = _run_all(products)
+
+    assert (job.done_count, job.failed_count) == (len(colours), 0)
+    labels = [Product.objects.get(pk=p.pk).predicted_category.slug for p in products]
+    assert labels == [{RED: "red", GREEN: "green", BLUE: "blue"}[c] for c in colours]
