@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.core.management import CommandError, call_command
+from django.db import connection
 
 from catalog.imports.products import catalog_import
 from catalog.imports.sources import RowError, import_rows_read
@@ -107,16 +108,35 @@ OK-1,Duplicate,red,,
     assert "purple" in next(e.message for e in report.errors if e.row == 3)
 
 
+def refuse_inserts_titled(title: str) -> None:
+    """A database trigger that fails the INSERT of a product with this title.
+
+    It makes the database itself fail after the row passed validation and its image was
+    stored: the one failure a per-row transaction has to clean up after.
+    """
+    with connection.cursor() as cursor:
+        if connection.vendor == "sqlite":
+            cursor.execute(f"CREATE TRIGGER refuse_title BEFORE INSERT ON catalog_product "
+                           f"WHEN NEW.title = '{title}' BEGIN SELECT RAISE(ABORT, 'refused'); END")
+        else:
+            cursor.execute(f"""CREATE FUNCTION refuse_title() RETURNS trigger AS $$
+                BEGIN IF NEW.title = '{title}' THEN RAISE EXCEPTION 'refused'; END IF;
+                RETURN NEW; END $$ LANGUAGE plpgsql""")
+            cursor.execute("CREATE TRIGGER refuse_title BEFORE INSERT ON catalog_product "
+                           "FOR EACH ROW EXECUTE FUNCTION refuse_title()")
+
+
 @pytest.mark.django_db
-def test_a_row_failing_at_save_leaves_neither_product_nor_image_file(tmp_path, categories,
-                                                                    images_dir, settings):
-    # A SKU longer than the column passes parsing but fails model validation after the image
-    # was read: nothing of the row may remain.
-    long_sku = "X" * 80
-    source = write_csv(tmp_path / "c.csv", f"sku,title,image\n{long_sku},Too long,red.jpg")
-    with pytest.raises(CommandError):
+def test_a_row_failing_in_the_database_leaves_neither_product_nor_image_file(
+        tmp_path, categories, images_dir, settings):
+    refuse_inserts_titled("Explodes")
+    source = write_csv(tmp_path / "c.csv", "sku,title,category_slug,image\n"
+                                           "F-1,Explodes,red,red.jpg\nF-2,Fine,blue,blue.jpg")
+    with pytest.raises(CommandError, match="1 rows had errors"):
         run_import(source, "--images-dir", str(images_dir))
-    assert Product.objects.count() == 0 and stored_files(settings) == []
+    assert list(Product.objects.values_list("sku", flat=True)) == ["F-2"]
+    assert [p.read_bytes() for p in stored_files(settings)] == [
+        (images_dir / "blue.jpg").read_bytes()]  # F-1's stored photo was removed again
 
 
 @pytest.mark.django_db
