@@ -1,4 +1,4 @@
-"""TFLite export (float32/float16/dynamic/int8) with a dynamic batch dimension, and bundles."""
+"""TFLite export (float32/float16/dynamic/int8) with a dynamic batch dimension; model bundles."""
 
 from __future__ import annotations
 
