@@ -15,6 +15,7 @@ from catalog.api import serializers as api
 from catalog.api.caching import ConditionalGetMixin
 from catalog.api.filters import ProductFilter, StableOrderingFilter
 from catalog.api.permissions import StorefrontPermissions, staff_with
+from catalog.api.routing import ID_PATTERN
 from catalog.models import Product
 from classifier.api.serializers import ClassificationJobSerializer
 from classifier.exceptions import ClassifierError
@@ -92,6 +93,7 @@ class ProductViewSet(
     Responses carry an ``ETag``; send it back in ``If-None-Match`` to get ``304``.
     """
 
+    lookup_value_regex = ID_PATTERN
     permission_classes = [StorefrontPermissions]
     filter_backends = [DjangoFilterBackend, SearchFilter, StableOrderingFilter]
     filterset_class = ProductFilter

@@ -9,6 +9,9 @@ from classifier.models import ClassificationJob, ModelVersion
 # (use a filter for that). Keeps the request body and the IN (...) list bounded.
 MAX_JOB_PRODUCT_IDS = 1000
 
+# Largest primary key the databases store (signed 64-bit); bigger ids are a 400, not a crash.
+MAX_ID = 2**63 - 1
+
 
 class ClassificationJobSerializer(serializers.ModelSerializer):
     """A classification job and how far it got (poll it until ``status`` is final)."""
@@ -35,7 +38,7 @@ class ClassificationJobCreateSerializer(serializers.Serializer):
     review_status = serializers.ChoiceField(choices=ReviewStatus.choices, required=False,
                                             allow_blank=True)
     ids = serializers.ListField(
-        child=serializers.IntegerField(min_value=1), required=False,
+        child=serializers.IntegerField(min_value=1, max_value=MAX_ID), required=False,
         max_length=MAX_JOB_PRODUCT_IDS, help_text="Product ids.",
     )
     published_only = serializers.BooleanField(required=False, default=False)

@@ -9,6 +9,7 @@ from rest_framework.throttling import AnonRateThrottle
 from rest_framework.views import APIView
 
 from catalog.api.permissions import StaffModelPermissions, staff_with
+from catalog.api.routing import ID_PATTERN
 from catalog.api.uploads import image_upload_bytes, stored_image_bytes
 from catalog.selectors import product_list_for_classification
 from classifier import selectors
@@ -76,6 +77,7 @@ class ClassificationJobViewSet(
 ):
     """Background classification jobs: start one for a filter, then poll its progress."""
 
+    lookup_value_regex = ID_PATTERN
     permission_classes = [StaffModelPermissions]
     serializer_class = api.ClassificationJobSerializer
     queryset = ClassificationJob.objects.select_related("model_version")
@@ -104,6 +106,7 @@ class ClassificationJobViewSet(
 class ModelVersionViewSet(viewsets.ReadOnlyModelViewSet):
     """Trained model versions, newest first, with their evaluation metrics."""
 
+    lookup_value_regex = ID_PATTERN
     permission_classes = [StaffModelPermissions]
     queryset = ModelVersion.objects.all()
     filter_backends = []

@@ -5,6 +5,7 @@ from rest_framework import mixins, status, viewsets
 from rest_framework.response import Response
 
 from catalog.api.permissions import StaffModelPermissions
+from catalog.api.routing import ID_PATTERN
 from training.api import serializers as api
 from training.models import TrainingRun
 
@@ -23,6 +24,7 @@ class TrainingRunViewSet(
     """Training runs. Starting one needs staff with the "add training run" permission; the run
     trains in the background and, by its activation policy, may activate the new version."""
 
+    lookup_value_regex = ID_PATTERN
     permission_classes = [StaffModelPermissions]
     serializer_class = api.TrainingRunSerializer
     queryset = TrainingRun.objects.select_related("model_version")
