@@ -7,9 +7,9 @@ from rest_framework.response import Response
 
 # Results are counted up to this many and no further. An exact COUNT(*) reads every matching
 # row, so its cost grows with the catalog (and a search's count scans the whole table); a
-# bounded count stops early. 10,000 results is 417 pages of 24: further than any shopper pages,
-# who narrows with a category or a search instead. Pages past the cap answer 404.
-MAX_COUNTED_RESULTS = 10_000
+# bounded count stops early. 1,000 results is 42 pages of 24: further than shoppers page, who
+# narrow with a category or a search instead ("1,000+ results"). Pages past the cap answer 404.
+MAX_COUNTED_RESULTS = 1_000
 
 
 class CappedCountPaginator(Paginator):
