@@ -176,7 +176,7 @@ def appwrite_file_event_handle(*, action: str, bucket_id: str, file: dict) -> st
     """Apply one Appwrite storage event (a verified webhook delivery); returns what it did.
 
     create: link the file to its product (a draft product when APPWRITE_WEBHOOK_CREATES_PRODUCTS)
-    and classify it unless nothing changed and it already has a prediction. update: re-classify.
+    and classify it if the link is new. update: re-classify.
     delete: mark the image missing. Redelivering an event is harmless: links and flags are set,
     not toggled, and classification is idempotent.
     """
@@ -191,6 +191,8 @@ def appwrite_file_event_handle(*, action: str, bucket_id: str, file: dict) -> st
     if link.product is None:
         return "ignored: no product uses this file"
     queued = False
-    if action == "update" or link.outcome != "unchanged" or link.product.predicted_at is None:
+    # An unchanged link on create is a redelivery, or an upload made through Django, whose save
+    # already queued classification (CLASSIFIER_AUTO_CLASSIFY); do not classify twice.
+    if action == "update" or link.outcome != "unchanged":
         queued = _classify_on_commit(link.product)
     return f"{link.outcome}; classification {'queued' if queued else 'not queued'}"

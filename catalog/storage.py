@@ -48,7 +48,14 @@ CLASSIFY_PREVIEW_QUALITY = 90
 CLASSIFY_PREVIEW_FACTOR = 2
 # Thumbnails: webp is a third of JPEG's bytes at the same look, and every current browser shows it.
 THUMBNAIL_FORMAT = "webp"
-JPEG_MAGIC = b"\xff\xd8"
+# Types Appwrite's preview decodes (FACTS §4); others get an icon instead of their pixels.
+PREVIEW_INPUT_TYPES = frozenset({"image/jpeg", "image/png", "image/webp", "image/gif",
+                                 "image/heic"})
+# Appwrite's _APP_STORAGE_PREVIEW_LIMIT: a bigger source previews as an icon.
+PREVIEW_SOURCE_LIMIT = 20_000_000
+# Below this an original is fetched as it is: a 448 px JPEG preview is ~30-60 KB, so previewing a
+# smaller file saves little and costs a server-side transform.
+PREVIEW_MIN_SOURCE_BYTES = 100 * 1024
 
 
 def model_files_storage():
@@ -345,9 +352,18 @@ def read_image_bytes(file_or_name: FieldFile | str, *, for_size: int | None = No
 
 
 def _classify_preview(storage: AppwriteStorage, name: str, for_size: int) -> bytes | None:
-    """A JPEG preview for the classifier, or None when the original must be used instead."""
+    """A JPEG preview for the classifier, or None when the original must be used instead.
+
+    One metadata request first: Appwrite answers a preview of a non-image (or of a source over
+    its preview limit) with a generic icon, which must never be classified, and a small original
+    is cheaper to fetch as it is than to transform.
+    """
+    stored = storage._get(name)
+    if (stored.mimetype not in PREVIEW_INPUT_TYPES
+            or not PREVIEW_MIN_SOURCE_BYTES <= stored.sizeoriginal <= PREVIEW_SOURCE_LIMIT):
+        return None
     try:
-        data = storage.read_preview(name, width=CLASSIFY_PREVIEW_FACTOR * for_size,
+        return storage.read_preview(name, width=CLASSIFY_PREVIEW_FACTOR * for_size,
                                     output="jpg", quality=CLASSIFY_PREVIEW_QUALITY)
     except ImageNotFoundError:
         raise
@@ -355,8 +371,6 @@ def _classify_preview(storage: AppwriteStorage, name: str, for_size: int) -> byt
         if isinstance(exc.__cause__, AppwriteException) and exc.__cause__.code == 400:
             return None  # Appwrite could not decode it: let the classifier report on the original.
         raise
-    # Appwrite answers a non-image with a generic PNG icon; never classify the icon.
-    return data if data.startswith(JPEG_MAGIC) else None
 
 
 def media_bytes(name: str, *, size: int | None = None) -> tuple[bytes, str]:

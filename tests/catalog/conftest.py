@@ -1,9 +1,13 @@
 """Fixtures for catalog tests: Django storage on the Appwrite emulator, a classify stand-in."""
 
+import re
+
 import pytest
 from django.core.files.storage import default_storage
 
 from tests.support.appwrite_django import use_appwrite_storage
+from tests.support.appwrite_emulator import AppwriteEmulator
+from tests.support.appwrite_fixtures import AppwriteBucket
 
 
 @pytest.fixture
@@ -37,3 +41,40 @@ def classify_calls(monkeypatch):
     monkeypatch.setattr(classifier.services, "classification_job_start", job_start,
                         raising=False)
     return calls
+
+
+class PublicReadEmulator(AppwriteEmulator):
+    """The emulator plus Appwrite's anonymous access to buckets with ``read("any")``.
+
+    Appwrite lets a browser GET ``/view``, ``/preview`` and ``/download`` with no key when the
+    bucket grants read to any, taking the project from the ``project`` query parameter; the
+    shared emulator only knows API-key callers. (Candidate for tests/support/appwrite_emulator.)
+    """
+
+    def _authenticate(self, request):
+        if request.method == "GET" and re.search(r"/files/[^/]+/(view|preview|download)$",
+                                                 request.path):
+            bucket = self._buckets.get(request.path.split("/")[4])
+            if (request.query_value("project") == self.project_id and bucket is not None
+                    and 'read("any")' in bucket.permissions
+                    and not request.headers.get("X-Appwrite-Key")):
+                return
+        super()._authenticate(request)
+
+
+@pytest.fixture(scope="session")
+def public_read_emulator():
+    with PublicReadEmulator() as emulator:
+        yield emulator
+
+
+@pytest.fixture
+def public_appwrite_storage(settings, public_read_emulator, monkeypatch):
+    """Default storage on a public (read("any")) bucket with APPWRITE_PUBLIC_BUCKET on."""
+    emu = public_read_emulator
+    emu.reset()
+    emu.create_bucket("public-bucket", permissions=['read("any")'])
+    bucket = AppwriteBucket(bucket_id="public-bucket", endpoint=emu.endpoint,
+                            project_id=emu.project_id, api_key=emu.api_key, emulator=emu)
+    use_appwrite_storage(settings, bucket, monkeypatch, PUBLIC_BUCKET=True)
+    return bucket
