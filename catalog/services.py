@@ -151,6 +151,12 @@ def product_link_appwrite_file(*, file: dict, create: bool) -> FileLink:
     return FileLink(product, "updated")
 
 
+def _uploaded_outside_django(file: dict) -> bool:
+    name = appwrite.name_for_file(file_id=file["$id"], folder=file.get("folder") or "",
+                                  name=file.get("name") or "")
+    return name.startswith(appwrite.FOREIGN_PREFIX)
+
+
 def products_mark_image_missing(*, file: dict) -> int:
     """Flag the products using a deleted Appwrite file; products and their history stay."""
     file_id = file["$id"]
@@ -186,7 +192,10 @@ def appwrite_file_event_handle(*, action: str, bucket_id: str, file: dict) -> st
         return f"marked image missing on {products_mark_image_missing(file=file)} product(s)"
     if not appwrite_file_is_image(file):
         return "ignored: not an image"
-    creates = action == "create" and settings.APPWRITE["WEBHOOK_CREATES_PRODUCTS"]
+    # Only files uploaded outside Django become draft products: a Django upload reaches Appwrite
+    # (and fires this event) before its product row is saved, and that product links it.
+    creates = (action == "create" and settings.APPWRITE["WEBHOOK_CREATES_PRODUCTS"]
+               and _uploaded_outside_django(file))
     link = product_link_appwrite_file(file=file, create=creates)
     if link.product is None:
         return "ignored: no product uses this file"
