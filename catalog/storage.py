@@ -109,11 +109,15 @@ class AppwriteStorage(Storage):
         file_id = appwrite.file_id_for_name(name)
         folder, base = posixpath.split(name)
         upload, md5 = _input_file(content, base)
+        attempts = 0
 
         def create() -> None:
-            # A previous attempt may have left a half-assembled chunked upload; the SDK's resume
-            # counts chunks, not which ones arrived, so start large files over from scratch.
-            self._discard_partial(file_id)
+            nonlocal attempts
+            attempts += 1
+            if attempts > 1:
+                # An earlier attempt may have left a half-assembled chunked upload; the SDK's
+                # resume counts chunks, not which ones arrived, so start over from scratch.
+                self._discard_partial(file_id)
             try:
                 stored = self.service.create_file(self.bucket_id, file_id, upload,
                                                   folder=folder or None)

@@ -78,3 +78,11 @@ def public_appwrite_storage(settings, public_read_emulator, monkeypatch):
                             project_id=emu.project_id, api_key=emu.api_key, emulator=emu)
     use_appwrite_storage(settings, bucket, monkeypatch, PUBLIC_BUCKET=True)
     return bucket
+
+
+@pytest.fixture
+def local_storage(settings):
+    """Local file storage even when CATALOG_TEST_STORAGE=appwrite runs the suite on Appwrite."""
+    local = {"BACKEND": "django.core.files.storage.FileSystemStorage"}
+    settings.STORAGES = {**settings.STORAGES, "default": local, "models": local}
+    settings.USE_APPWRITE = False

@@ -74,6 +74,6 @@ def test_import_of_another_bucket_is_refused_with_the_fix(filled_bucket):
         _import("--bucket", "other")
 
 
-def test_import_without_appwrite_configured_says_what_to_set():
+def test_import_without_appwrite_configured_says_what_to_set(local_storage):
     with pytest.raises(CommandError, match="APPWRITE_"):
         _import()

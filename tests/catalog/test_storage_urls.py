@@ -70,7 +70,7 @@ def test_public_bucket_urls_load_straight_from_appwrite_without_a_key(public_app
     assert Image.open(io.BytesIO(thumb.content)).size == (96, 96)
 
 
-def test_local_storage_urls_are_the_media_urls(settings):
+def test_local_storage_urls_are_the_media_urls(local_storage):
     product = _product("local", "local.jpg", RED)
     assert image_url(product.image) == product.image.url
     assert thumbnail_url(product.image) == product.image.url
@@ -111,6 +111,6 @@ def test_classifier_fetch_of_a_missing_file_raises_image_not_found(appwrite_stor
         read_image_bytes("products/x/missing.jpg", for_size=224)
 
 
-def test_local_missing_file_raises_image_not_found():
+def test_local_missing_file_raises_image_not_found(local_storage):
     with pytest.raises(ImageNotFoundError, match="not found in local media storage"):
         read_image_bytes("products/x/missing.jpg")
