@@ -2,9 +2,11 @@
 
 from django.contrib import admin
 from django.db.models import Count
+from django.utils.html import format_html
 
 from catalog import services
 from catalog.models import Category, Product
+from catalog.storage import thumbnail_url
 
 
 @admin.register(Category)
@@ -26,7 +28,7 @@ class CategoryAdmin(admin.ModelAdmin):
 @admin.register(Product)
 class ProductAdmin(admin.ModelAdmin):
     list_display = [
-        "sku", "title", "category", "category_source", "predicted_category",
+        "thumbnail", "sku", "title", "category", "category_source", "predicted_category",
         "prediction_confidence", "review_status", "is_published",
     ]
     list_filter = ["review_status", "category_source", "is_published", "category",
@@ -49,6 +51,14 @@ class ProductAdmin(admin.ModelAdmin):
         ]}),
         ("Record", {"fields": ["image_missing", "image_updated_at", "created_at", "updated_at"]}),
     ]
+
+    @admin.display(description="Image")
+    def thumbnail(self, obj):
+        # Appwrite's preview (or the cached proxy) sizes it; local files are scaled by the browser.
+        if not obj.image:
+            return "—"
+        return format_html('<img src="{}" width="48" height="48" style="object-fit:cover" '
+                           'loading="lazy" alt="">', thumbnail_url(obj.image, size=96))
 
     def save_model(self, request, obj, form, change):
         # A category chosen in this form is a person's decision; the service records it so.

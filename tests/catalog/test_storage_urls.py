@@ -114,3 +114,11 @@ def test_classifier_fetch_of_a_missing_file_raises_image_not_found(appwrite_stor
 def test_local_missing_file_raises_image_not_found(local_storage):
     with pytest.raises(ImageNotFoundError, match="not found in local media storage"):
         read_image_bytes("products/x/missing.jpg")
+
+
+def test_admin_product_list_shows_thumbnails_that_load(appwrite_storage, admin_client):
+    product = _product("listed", "listed.jpg", LARGE_PHOTO)
+    page = admin_client.get("/admin/catalog/product/")
+    url = thumbnail_url(product.image, size=96)
+    assert page.status_code == 200 and url.replace("&", "&amp;") in page.content.decode()
+    assert admin_client.get(url)["Content-Type"] == "image/webp"
