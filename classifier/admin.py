@@ -4,17 +4,23 @@ from django.contrib import admin
 from django.urls import reverse
 from django.utils.html import format_html, format_html_join
 
-from classifier import selectors
+from classifier import admin_exports, selectors
 from classifier.models import ClassificationJob, ModelVersion, PredictionRecord
+from training.admin_model_version import ModelVersionTrainingMixin
 
 
 @admin.register(ModelVersion)
-class ModelVersionAdmin(admin.ModelAdmin):
+class ModelVersionAdmin(ModelVersionTrainingMixin, admin.ModelAdmin):
     list_display = ["number", "name", "architecture", "quantization", "accuracy_display",
                     "is_active", "created_at", "created_by"]
     list_filter = ["is_active", "architecture", "quantization"]
     search_fields = ["name", "notes"]
     readonly_fields = [f.name for f in ModelVersion._meta.fields if f.name not in ("name", "notes")]
+    # The mixin brings activate and re-export; keep them beside the export action.
+    actions = [*ModelVersionTrainingMixin.actions, admin_exports.download_model]
+
+    def has_export_permission(self, request):
+        return admin_exports.model_export_allowed(request)
 
     @admin.display(description="Accuracy")
     def accuracy_display(self, obj):

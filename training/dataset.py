@@ -68,7 +68,7 @@ class DatasetCache:
 
 @dataclasses.dataclass(frozen=True)
 class Split:
-    """Sorted index arrays into a ``DatasetCache``; ``test`` is empty when no test split was asked."""
+    """Sorted index arrays into a ``DatasetCache``; ``test`` is empty without a test split."""
 
     train: np.ndarray
     validation: np.ndarray
@@ -128,7 +128,9 @@ def _folder_items(root: Path) -> list[LabelledItem]:
         files = [p for d in root.iterdir() if d.is_dir() and not d.name.startswith(".")
                  for p in d.iterdir() if p.is_file() and _is_image_name(p.name)]
     except OSError as exc:
-        raise DatasetReadError(f"Cannot read dataset folder {root}: {exc}. Check permissions.") from exc
+        raise DatasetReadError(
+            f"Cannot read dataset folder {root}: {exc}. Check permissions."
+        ) from exc
     items = [LabelledItem(str(p.relative_to(root)), p.parent.name, p.read_bytes) for p in files]
     return sorted(items, key=lambda i: i.key)
 
@@ -296,7 +298,10 @@ def class_weights(labels: np.ndarray, num_classes: int) -> dict[int, float]:
     counts = np.bincount(labels, minlength=num_classes).astype(np.float64)
     present = counts > 0
     k = int(present.sum())
-    return {c: float(len(labels) / (k * counts[c])) if present[c] else 0.0 for c in range(num_classes)}
+    return {
+        c: float(len(labels) / (k * counts[c])) if present[c] else 0.0
+        for c in range(num_classes)
+    }
 
 
 def dataset_stats(cache: DatasetCache, split: Split, *, dropped: dict[str, int],

@@ -14,7 +14,7 @@ class NotEnoughDataError(TrainingError):
 
 
 class DatasetReadError(TrainingError):
-    """The image folder or archive cannot be read at all (missing, not a folder/zip, corrupt zip)."""
+    """The image folder or archive cannot be read (missing, not a folder/zip, corrupt zip)."""
 
 
 class WeightsUnavailableError(TrainingError):

@@ -55,7 +55,8 @@ class HParams:
     def _check_choices(self) -> None:
         if self.architecture not in ARCHITECTURES:
             raise InvalidHParamsError(
-                f"Unknown architecture {self.architecture!r}: choose one of {', '.join(ARCHITECTURES)}."
+                f"Unknown architecture {self.architecture!r}: "
+                f"choose one of {', '.join(ARCHITECTURES)}."
             )
         if self.quantization not in QUANTIZATIONS:
             raise InvalidHParamsError(
@@ -75,7 +76,9 @@ class HParams:
                     "patience": self.patience, "min_images_per_class": self.min_images_per_class}
         for name, value in positive.items():
             if int(value) != value or value < 1:
-                raise InvalidHParamsError(f"{name} must be a whole number of at least 1, got {value}.")
+                raise InvalidHParamsError(
+                    f"{name} must be a whole number of at least 1, got {value}."
+                )
         if not 0 < self.learning_rate < 1:
             raise InvalidHParamsError(
                 f"learning_rate must be between 0 and 1 (e.g. 0.001), got {self.learning_rate}."
@@ -94,7 +97,8 @@ class HParams:
             raise InvalidHParamsError(f"dropout must be in [0, 1), got {self.dropout}.")
         if not 1 <= self.decode_workers <= MAX_DECODE_WORKERS:
             raise InvalidHParamsError(
-                f"decode_workers must be between 1 and {MAX_DECODE_WORKERS}, got {self.decode_workers}."
+                f"decode_workers must be between 1 and {MAX_DECODE_WORKERS}, "
+                f"got {self.decode_workers}."
             )
 
     @property
@@ -114,5 +118,7 @@ class HParams:
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(data) - known)
         if unknown:
-            raise InvalidHParamsError(f"Unknown hyperparameters {unknown}: valid ones are {sorted(known)}.")
+            raise InvalidHParamsError(
+                f"Unknown hyperparameters {unknown}: valid ones are {sorted(known)}."
+            )
         return cls(**data)

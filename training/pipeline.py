@@ -98,7 +98,9 @@ def run_training(items: Iterable[LabelledItem], hparams: HParams, *, workdir: st
         full = build_cache(items, size=hparams.image_size, cache_dir=cache_dir,
                            workers=hparams.decode_workers)
         warnings = [f"Skipped {s.key}: {s.reason}" for s in full.skipped]
-        cache, dropped_warnings = filter_small_classes(full, min_images=hparams.min_images_per_class)
+        cache, dropped_warnings = filter_small_classes(
+            full, min_images=hparams.min_images_per_class
+        )
         warnings += dropped_warnings
         for line in warnings:
             say(line)

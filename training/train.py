@@ -1,4 +1,4 @@
-"""Training loop: seeded tf.data pipeline over the memmap cache, early stopping, optional fine-tune."""
+"""Training loop: seeded tf.data over the memmap cache, early stopping, optional fine-tune."""
 
 from __future__ import annotations
 
@@ -72,7 +72,9 @@ def train(cache: DatasetCache, split: Split, hparams: HParams, *,
     history: dict[str, list] = {k: [] for k in (*HISTORY_KEYS, "phase")}
 
     _compile(model, hparams.learning_rate)
-    best = _fit_phase(model, train_ds, val_ds, "train", 0, hparams.epochs, hparams, progress, history)
+    best = _fit_phase(
+        model, train_ds, val_ds, "train", 0, hparams.epochs, hparams, progress, history
+    )
     model.save(model_path)
     if hparams.fine_tune_epochs and unfreeze_top(model, hparams.fine_tune_layers):
         _compile(model, hparams.learning_rate * hparams.fine_tune_lr_factor)
