@@ -4,19 +4,20 @@ from __future__ import annotations
 
 import logging
 
+from catalog import storage as _catalog_storage
 from classifier.exceptions import ImageFetchError, ImageMissingError
 
 logger = logging.getLogger(__name__)
 
-try:  # The storage helper's reader (Appwrite previews, retries); absent on older trees.
-    from catalog.exceptions import ImageNotFoundError as _StorageNotFound
-    from catalog.exceptions import StorageError as _StorageFailure
-
-    from catalog.storage import read_image_bytes as _read_image_bytes
+# The storage helper's reader (Appwrite previews, retries) and errors once its branch is merged;
+# until then, plain ``Storage.open`` with the standard library's errors.
+_read_image_bytes = getattr(_catalog_storage, "read_image_bytes", None)
+try:
+    from catalog import exceptions as _catalog_exceptions
 except ImportError:  # pragma: no cover - depends on which branches are merged
-    _read_image_bytes = None
-    _StorageNotFound = FileNotFoundError
-    _StorageFailure = OSError
+    _catalog_exceptions = None
+_StorageNotFound = getattr(_catalog_exceptions, "ImageNotFoundError", FileNotFoundError)
+_StorageFailure = getattr(_catalog_exceptions, "StorageError", OSError)
 
 
 def fetch_image_bytes(product, *, for_size: int | None = None) -> bytes:
