@@ -1,5 +1,7 @@
 """Fixtures for the API tests: users per role, a small catalog, the tiny active model."""
 
+import hashlib
+
 import pytest
 from django.contrib.auth.models import Permission
 from django.core.cache import cache
@@ -87,8 +89,11 @@ def catalog(db) -> dict:
 @pytest.fixture
 def active_model(db) -> ModelVersion:
     """The tiny red/green/blue classifier, stored and active."""
+    content = make_tiny_tflite()
+    # The serving runtime verifies the file against this checksum before loading it.
     version = ModelVersion(number=1, labels=["red", "green", "blue"], architecture="tiny",
-                           input_contract=tiny_contract().to_dict(), checksum="0" * 64)
-    version.file.save("tiny.tflite", ContentFile(make_tiny_tflite()), save=False)
+                           input_contract=tiny_contract().to_dict(),
+                           checksum=hashlib.sha256(content).hexdigest())
+    version.file.save("tiny.tflite", ContentFile(content), save=False)
     version.save()
     return model_version_activate(model_version=version)
