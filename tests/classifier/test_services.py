@@ -145,6 +145,22 @@ def test_new_image_is_classified_automatically_after_commit(model_version, make_
     assert ClassificationJob.objects.count() == 2
 
 
+def test_explicit_request_after_a_signalled_save_enqueues_one_job(
+        model_version, make_product, django_capture_on_commit_callbacks):
+    from classifier.services import product_classify_on_commit
+
+    with django_capture_on_commit_callbacks(execute=True):
+        product = make_product(solid_color_jpeg(RED))
+        product_classify_on_commit(product=product)  # what the API view does after saving
+    assert ClassificationJob.objects.count() == 1
+
+    Product.objects.filter(pk=product.pk).update(image="products/elsewhere.jpg")  # no signal
+    product.refresh_from_db()
+    with django_capture_on_commit_callbacks(execute=True):
+        product_classify_on_commit(product=product)
+    assert ClassificationJob.objects.count() == 2
+
+
 def test_auto_classify_setting_off_enqueues_nothing(model_version, make_product,
                                                     django_capture_on_commit_callbacks,
                                                     no_auto_classify):
