@@ -4,7 +4,7 @@ import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 
 from catalog.models import CategorySource, Product
-from tests.api import standins
+from classifier.models import ClassificationJob
 from tests.support.tiny_model import solid_color_jpeg
 
 
@@ -116,29 +116,36 @@ def test_staff_responses_are_private(clients, catalog):
     assert "private" in response["Cache-Control"]
 
 
-def test_staff_create_with_image_stores_it_and_requests_classification(clients, catalog):
+def test_staff_create_with_image_stores_it_and_requests_classification(
+        clients, catalog, active_model, django_capture_on_commit_callbacks):
     upload = SimpleUploadedFile("kiwi.jpg", solid_color_jpeg((0, 180, 0)), "image/jpeg")
-    response = clients["staff"].post(
-        "/api/v1/products/",
-        {"sku": "KIW-1", "title": "Kiwi", "category": "fruit", "image": upload},
-        format="multipart",
-    )
+    with django_capture_on_commit_callbacks(execute=True):
+        response = clients["staff"].post(
+            "/api/v1/products/",
+            {"sku": "KIW-1", "title": "Kiwi", "category": "fruit", "image": upload},
+            format="multipart",
+        )
     assert response.status_code == 201, response.content
     body = response.json()
     product = Product.objects.get(sku="KIW-1")
     assert body["image_name"] == product.image.name and product.image.storage.exists(
         product.image.name)
     assert product.category_source == CategorySource.PERSON
-    assert standins.CLASSIFY_ON_COMMIT_CALLS == [product.pk]
+    # One automatic job for the new image (the save signal and the view's call enqueue once).
+    assert list(ClassificationJob.objects.values_list("scope", "total")) == [
+        ("auto: new image of KIW-1", 1)]
 
 
-def test_staff_update_changes_fields_and_category_as_a_person(clients, catalog):
+def test_staff_update_changes_fields_and_category_as_a_person(
+        clients, catalog, active_model, django_capture_on_commit_callbacks):
     url = f"/api/v1/products/{catalog['hammer'].pk}/"
-    response = clients["staff"].patch(url, {"price": "9.50", "category": "fruit"}, format="json")
+    with django_capture_on_commit_callbacks(execute=True):
+        response = clients["staff"].patch(url, {"price": "9.50", "category": "fruit"},
+                                          format="json")
     assert response.status_code == 200, response.content
     hammer = Product.objects.get(pk=catalog["hammer"].pk)
     assert str(hammer.price) == "9.50" and hammer.category == catalog["fruit"]
-    assert standins.CLASSIFY_ON_COMMIT_CALLS == []  # no new image, nothing to classify
+    assert not ClassificationJob.objects.exists()  # no new image, nothing to classify
 
 
 def test_duplicate_sku_is_a_400_with_the_field(clients, catalog):
