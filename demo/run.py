@@ -117,7 +117,7 @@ def print_summary(summary: dict) -> None:
     accuracy = summary["accuracy"]
     model = summary["model"] or "none (training did not produce one)"
     if accuracy is not None:
-        model += f", accuracy {accuracy:.1%} on held-out labelled products"
+        model += f", validation accuracy {accuracy:.1%}"
     print(f"\nDemo catalog: {summary['products']} products in {summary['categories']} "
           f"categories, {summary['labelled']} labelled by a person.\nActive model: {model}.",
           flush=True)
@@ -201,7 +201,9 @@ def setup(args: argparse.Namespace) -> str | None:
         catalog_csv, categories_csv = prepare_flowers_catalog(VAR_DIR / "flowers")
     else:
         catalog_csv, categories_csv = CATALOG_DIR / "catalog.csv", CATALOG_DIR / "categories.csv"
-    manage("import_catalog", str(catalog_csv), "--categories", str(categories_csv))
+    # Image paths in the CSV are relative to its folder.
+    manage("import_catalog", str(catalog_csv), "--categories", str(categories_csv),
+           "--images-dir", str(catalog_csv.parent))
     if not has_model_version():
         manage("train_classifier", *demo_training_args(), "--activate", "--name", "demo")
     print_summary(catalog_summary())

@@ -73,7 +73,7 @@ def test_setup_creates_the_catalog_admin_and_a_model_and_prints_them(prepared_de
     assert state["auth_user"] == 1 and state["classifier_modelversion"] == 1
     assert state["catalog_product"] > 300 and state["catalog_category"] >= 8
     assert re.search(rf"Demo catalog: {state['catalog_product']} products", output)
-    assert re.search(r"Active model: v1 demo .*accuracy \d+(\.\d)?%", output), output
+    assert re.search(r"Active model: v1 demo .*validation accuracy \d+(\.\d)?%", output), output
     password = re.search(r"password: (\S+)\s+\(shown once", output).group(1)
     from django.contrib.auth.hashers import check_password
 
