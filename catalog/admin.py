@@ -2,9 +2,10 @@
 
 from django.contrib import admin
 from django.db.models import Count
+from django.urls import path
 
-from catalog import services
-from catalog.models import Category, Product
+from catalog import admin_exports, services
+from catalog.models import Category, ExportRecord, Product
 
 
 @admin.register(Category)
@@ -50,8 +51,38 @@ class ProductAdmin(admin.ModelAdmin):
         ("Record", {"fields": ["image_missing", "image_updated_at", "created_at", "updated_at"]}),
     ]
 
+    actions = [admin_exports.export_selected_csv, admin_exports.export_selected_jsonl,
+               admin_exports.export_labelled_dataset]
+
+    def has_export_permission(self, request):
+        return admin_exports.product_export_allowed(request)
+
+    def get_urls(self):
+        import_view = self.admin_site.admin_view(
+            lambda request: admin_exports.product_import_view(self, request))
+        return [path("import/", import_view, name="catalog_product_import"), *super().get_urls()]
+
     def save_model(self, request, obj, form, change):
         # A category chosen in this form is a person's decision; the service records it so.
         super().save_model(request, obj, form, change)
         if "category" in form.changed_data:
             services.product_set_category_by_person(product=obj, category=obj.category)
+
+
+@admin.register(ExportRecord)
+class ExportRecordAdmin(admin.ModelAdmin):
+    """Read-only audit trail: who exported or imported what, when, and how much."""
+
+    list_display = ["created_at", "kind", "actor", "source", "count", "skipped"]
+    list_filter = ["kind", "source"]
+    search_fields = ["actor", "detail"]
+    readonly_fields = [f.name for f in ExportRecord._meta.fields]
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False  # an audit trail that can be edited proves nothing

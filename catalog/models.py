@@ -3,6 +3,7 @@
 import posixpath
 import uuid
 
+from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import models
 from django.db.models import Q
@@ -112,6 +113,11 @@ class Product(models.Model):
 
     class Meta:
         ordering = ["-created_at", "-id"]
+        permissions = [
+            # Exports copy the whole catalogue (and its photos) out of the shop, so they need more
+            # than the view permission every staff member may have.
+            ("export_product", "Can export products and labelled image datasets"),
+        ]
         indexes = [
             # Storefront: published products of a category, newest first.
             models.Index(
@@ -150,3 +156,38 @@ class Product(models.Model):
     def category_is_from_person(self) -> bool:
         return self.category_source == CategorySource.PERSON
 
+
+
+class ExportKind(models.TextChoices):
+    CATALOG_CSV = "catalog_csv", "Catalog as CSV"
+    CATALOG_JSONL = "catalog_jsonl", "Catalog as JSON Lines"
+    DATASET_ZIP = "dataset_zip", "Labelled images as dataset zip"
+    MODEL_BUNDLE = "model_bundle", "Model bundle"
+    CATALOG_IMPORT = "catalog_import", "Catalog import"
+
+
+class ExportRecord(models.Model):
+    """Who exported (or imported) what, when and how much: the audit trail of data leaving the shop.
+
+    One row per export, not one admin LogEntry per product: exporting 10,000 products must not
+    write 10,000 history rows. Command-line runs have no user, so ``actor`` keeps who ran them.
+    """
+
+    kind = models.CharField(max_length=20, choices=ExportKind.choices)
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+        related_name="+",
+    )
+    actor = models.CharField(max_length=150, help_text="User name, or the OS user of a command.")
+    source = models.CharField(max_length=16, help_text="admin or command")
+    count = models.PositiveIntegerField(default=0, help_text="Products (or files) written.")
+    skipped = models.PositiveIntegerField(default=0)
+    filters = models.JSONField(default=dict, blank=True, help_text="What was asked for.")
+    detail = models.TextField(blank=True, help_text="Skipped items, target path, errors.")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"{self.get_kind_display()}: {self.count:,} by {self.actor}"

@@ -2,6 +2,7 @@
 
 from django.contrib import admin
 
+from classifier import admin_exports
 from classifier.models import ClassificationJob, ModelVersion, PredictionRecord
 
 
@@ -12,6 +13,10 @@ class ModelVersionAdmin(admin.ModelAdmin):
     list_filter = ["is_active", "architecture", "quantization"]
     search_fields = ["name", "notes"]
     readonly_fields = [f.name for f in ModelVersion._meta.fields if f.name not in ("name", "notes")]
+    actions = [admin_exports.download_model]
+
+    def has_export_permission(self, request):
+        return admin_exports.model_export_allowed(request)
 
     @admin.display(description="Accuracy")
     def accuracy_display(self, obj):

@@ -208,6 +208,14 @@ FILE_UPLOAD_MAX_MEMORY_SIZE = 2_621_440
 # Largest request body Django reads for non-file fields; image bytes are limited separately.
 DATA_UPLOAD_MAX_MEMORY_SIZE = 10 * 1024 * 1024
 
+# --- Catalog import -----------------------------------------------------------------------------
+# Folders a catalog import may read product images from. Image paths in an import file are
+# resolved inside these and refused when they point elsewhere, so an uploaded CSV cannot make the
+# server read arbitrary files. `import_catalog --images-dir DIR` adds a folder for one run.
+CATALOG_IMPORT_ROOTS = [
+    Path(p) for p in env.list("CATALOG_IMPORT_ROOTS", default=[str(BASE_DIR / "demo" / "catalog")])
+]
+
 # --- Classifier ---------------------------------------------------------------------------------
 CLASSIFIER = {
     # At or above this confidence a prediction fills the shop category (when no person set it);

@@ -2,24 +2,22 @@
 
 from __future__ import annotations
 
-import datetime as dt
-import io
-import json
-import zipfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from classifier import bundle
 from training.exceptions import TrainingError
 
 # Calibration images for full-int8: ~100 covers the activation ranges of a small classifier;
 # more only slows the export (each one is a full forward pass in the converter).
 REPRESENTATIVE_SAMPLES = 100
-BUNDLE_MODEL = "model.tflite"
-BUNDLE_LABELS = "labels.txt"
-BUNDLE_METADATA = "metadata.json"
+# Re-exported: the bundle layout is defined once, in classifier.bundle.
+BUNDLE_MODEL = bundle.BUNDLE_MODEL
+BUNDLE_LABELS = bundle.BUNDLE_LABELS
+BUNDLE_METADATA = bundle.BUNDLE_METADATA
 
 
 class ExportError(TrainingError):
@@ -141,31 +139,9 @@ def write_bundle(dir_or_zip: str | Path, tflite_bytes: bytes, labels: Sequence[s
 
     A path ending in ``.zip`` gets a zip archive; anything else a folder. ``metadata`` should hold
     the input contract, architecture, hparams and metrics; ``labels`` and ``created`` are added.
+    The writing lives in ``classifier.bundle`` (TensorFlow-free, so the web process exports too).
     """
-    files = _bundle_files(tflite_bytes, labels, metadata)
-    target = Path(dir_or_zip)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    if target.suffix.lower() == ".zip":
-        buffer = io.BytesIO()
-        with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
-            for name, data in files.items():
-                archive.writestr(name, data)
-        target.write_bytes(buffer.getvalue())
-    else:
-        target.mkdir(parents=True, exist_ok=True)
-        for name, data in files.items():
-            (target / name).write_bytes(data)
-    return target
-
-
-def _bundle_files(tflite_bytes: bytes, labels: Sequence[str],
-                  metadata: dict[str, Any]) -> dict[str, bytes]:
-    if any("\n" in label for label in labels):
-        raise ExportError("A category name contains a line break; rename it before exporting.")
-    meta = {"created": dt.datetime.now(dt.UTC).isoformat(), **metadata,
-            "labels": list(labels)}
-    return {
-        BUNDLE_MODEL: tflite_bytes,
-        BUNDLE_LABELS: ("\n".join(labels) + "\n").encode(),
-        BUNDLE_METADATA: json.dumps(meta, indent=2, sort_keys=True).encode(),
-    }
+    try:
+        return bundle.write_bundle(dir_or_zip, tflite_bytes, labels, metadata)
+    except bundle.BundleError as exc:
+        raise ExportError(exc.message) from exc

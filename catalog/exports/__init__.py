@@ -1,0 +1,1 @@
+"""Catalog exports: the product table (CSV / JSON Lines), dataset zips and the audit trail."""

@@ -1,0 +1,1 @@
+"""Catalog import: products and categories from CSV / JSON Lines, idempotent by SKU (or slug)."""
