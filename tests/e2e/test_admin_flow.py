@@ -73,6 +73,9 @@ def browser_page(monkeypatch):
         except PlaywrightError as exc:
             pytest.skip(f"Chromium at {CHROMIUM} could not start: {exc}")
         context = browser.new_context(viewport=VIEWPORT, accept_downloads=True)
+        # Screenshots show the page, not the admin's navigation sidebar.
+        context.add_init_script(
+            "localStorage.setItem('django.admin.navSidebarIsOpen', 'false')")
         page = context.new_page()
         page.set_default_timeout(30_000)
         yield page
@@ -91,7 +94,9 @@ def small_catalog(tmp_path, transactional_db):
         of_category = [row for row in demo_rows if row["category_slug"] == slug]
         labelled = [row for row in of_category if row["labelled"] == "1"]
         unlabelled = [row for row in of_category if row["labelled"] == "0"]
-        rows += labelled[:LABELLED_PER_CATEGORY] + unlabelled[:UNLABELLED_PER_CATEGORY]
+        # Spread over the category, so the few images show several different products.
+        rows += spread(labelled, LABELLED_PER_CATEGORY) + spread(unlabelled,
+                                                                 UNLABELLED_PER_CATEGORY)
     for row in rows:
         (folder / row["image"]).parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(DEMO_CATALOG / row["image"], folder / row["image"])
@@ -107,6 +112,10 @@ def small_catalog(tmp_path, transactional_db):
                  "--epochs", "3", "--batch-size", "8", "--seed", "1", "--activate",
                  "--name", "first")
     return rows
+
+
+def spread(items: list, count: int) -> list:
+    return items[::max(1, len(items) // count)][:count]
 
 
 def write_csv(path: Path, rows: list[dict[str, str]]) -> None:
@@ -140,6 +149,14 @@ def shrink_png(source: Path, target: Path) -> None:
     with Image.open(source) as image:
         image.convert("RGB").quantize(colors=256, method=Image.Quantize.MEDIANCUT).save(
             target, optimize=True)
+
+
+def scroll_to(page, selector: str) -> None:
+    """Bring an element to the top of the viewport (when the page has it) for a screenshot."""
+    target = page.locator(selector)
+    if target.count():
+        target.first.evaluate("element => element.scrollIntoView()")
+        page.wait_for_load_state("networkidle")  # the chart images
 
 
 def login(page, base: str, username: str) -> None:
@@ -222,6 +239,14 @@ def reload_until_status(page, pattern: str, what: str, clusters=()) -> None:
         raise AssertionError(f"Timed out waiting for {what}. Worker logs:\n{logs}") from None
 
 
+def prediction_text(page, pk: int) -> str:
+    """The predicted category and confidence a product's changelist row shows."""
+    row = page.locator(f"tr:has(input.action-select[value='{pk}'])")
+    cells = row.locator("td.field-prediction_display, td.field-predicted_category, "
+                        "td.field-prediction_confidence")
+    return " ".join(cells.all_inner_texts())
+
+
 def download(page, click: Callable[[], None]) -> tuple[str, bytes]:
     with page.expect_download() as info:
         click()
@@ -234,7 +259,7 @@ def download(page, click: Callable[[], None]) -> tuple[str, bytes]:
 
 def test_admin_classifies_reviews_accepts_retrains_and_exports_in_a_browser(
         browser_page, small_catalog, live_server, qcluster, django_user_model):
-    from catalog.models import CategorySource, Product, ReviewStatus
+    from catalog.models import Category, CategorySource, Product, ReviewStatus
     from classifier.models import ClassificationJob, ModelVersion
 
     page, base = browser_page, live_server.url
@@ -265,12 +290,11 @@ def test_admin_classifies_reviews_accepts_retrains_and_exports_in_a_browser(
 
     # 2. Categories and confidences show in the product list.
     page.goto(f"{base}/admin/catalog/product/?category_source__exact=none")
-    for pk in unlabelled:
-        row = page.locator(f"tr:has(input.action-select[value='{pk}'])")
-        predicted = row.locator("td.field-predicted_category").inner_text().strip()
-        confidence = row.locator("td.field-prediction_confidence").inner_text().strip()
-        assert predicted and predicted != "-", f"product {pk} shows no predicted category"
-        assert re.search(r"\d", confidence), f"product {pk} shows no confidence: {confidence!r}"
+    names = {c.pk: c.name for c in Category.objects.all()}
+    for product in Product.objects.filter(pk__in=unlabelled):
+        shown = prediction_text(page, product.pk)
+        assert names[product.predicted_category_id] in shown, (product.sku, shown)
+        assert f"{product.prediction_confidence:.0%}" in shown, (product.sku, shown)
     page.goto(f"{base}/admin/catalog/product/")
     screenshot(page, "changelist-predictions")
     page.goto(f"{base}/admin/catalog/product/?review_status__exact=needs_review")
@@ -291,6 +315,7 @@ def test_admin_classifies_reviews_accepts_retrains_and_exports_in_a_browser(
     # 4. Retrain from the admin form and see the new model version appear.
     first = ModelVersion.objects.get()
     page.goto(f"{base}/admin/classifier/modelversion/{first.pk}/change/")
+    scroll_to(page, ".field-metrics_summary")
     screenshot(page, "model-version-report")
     start_retrain(page, base)
     reload_until_status(page, r"Succeeded", "the training run to succeed", [trainer])
@@ -341,5 +366,6 @@ def start_retrain(page, base: str) -> None:
     page.fill("input[name=epochs]", "2")
     page.fill("input[name=image_size]", "32")
     page.select_option("select[name=activation_policy]", "always")
-    page.click("form input[type=submit], form button[type=submit]")
+    # The form holding the options: the header's logout button is a form submit too.
+    page.click("form:has(select[name=architecture]) [type=submit]")
     page.wait_for_url(re.compile(r"/admin/training/trainingrun/\d+/"))
