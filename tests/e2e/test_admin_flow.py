@@ -109,7 +109,7 @@ def small_catalog(tmp_path, transactional_db):
     call_command("import_catalog", str(folder / "catalog.csv"),
                  "--categories", str(folder / "categories.csv"), "--images-dir", str(folder))
     call_command("train_classifier", "--architecture", "cnn", "--image-size", "32",
-                 "--epochs", "3", "--batch-size", "8", "--seed", "1", "--activate",
+                 "--epochs", "8", "--batch-size", "8", "--seed", "1", "--activate",
                  "--name", "first")
     return rows
 
@@ -190,15 +190,22 @@ def select_rows(page, pks: list[int] | None = None) -> None:
         page.check(f"input.action-select[value='{pk}']")
 
 
-def submit_action(page) -> None:
-    page.click("div.actions button[type=submit], div.actions input[type=submit]")
+def submit_action(page, *, navigates: bool = True) -> None:
+    """Press the action bar's "Go"; waits for the next page unless the answer is a download."""
+    go = "div.actions button[type=submit], div.actions input[type=submit]"
+    if not navigates:
+        page.click(go)
+        return
+    with page.expect_navigation():
+        page.click(go)
 
 
 def confirm_if_asked(page) -> None:
     """Intermediate confirmation pages (Django's delete-style) carry a "yes" submit."""
     button = page.locator("form input[type=submit][value*='Yes'], form button:has-text('Yes')")
     if button.count():
-        button.first.click()
+        with page.expect_navigation():
+            button.first.click()
 
 
 class WaitTimeout(AssertionError):
@@ -279,8 +286,9 @@ def test_admin_classifies_reviews_accepts_retrains_and_exports_in_a_browser(
     submit_action(page)
     confirm_if_asked(page)
     job_link = page.locator(".messagelist a[href*='/classificationjob/']")
-    assert job_link.count(), f"No link to the job in the messages: {page.inner_text('body')}"
-    job_link.first.click()
+    assert job_link.count(), f"No link to the job in the messages: {page.inner_text('#content')}"
+    with page.expect_navigation():
+        job_link.first.click()
     job_pk = int(re.search(r"/classificationjob/(\d+)/", page.url).group(1))
     screenshot(page, "job-progress")
     reload_until_status(page, r"Succeeded", "the classification job to succeed", [workers])
@@ -332,7 +340,7 @@ def test_admin_classifies_reviews_accepts_retrains_and_exports_in_a_browser(
     select_rows(page, [newest.pk])
     choose_action(page, "download_model", "export_model", "download_model_bundle",
                   "export_model_bundle")
-    name, data = download(page, lambda: submit_action(page))
+    name, data = download(page, lambda: submit_action(page, navigates=False))
     assert name.endswith(".zip")
     with zipfile.ZipFile(io.BytesIO(data)) as bundle:
         names = {Path(n).name for n in bundle.namelist()}
@@ -345,7 +353,7 @@ def test_admin_classifies_reviews_accepts_retrains_and_exports_in_a_browser(
     select_rows(page)
     choose_action(page, "export_csv", "export_products_csv", "export_selected_csv",
                   "export_as_csv")
-    name, data = download(page, lambda: submit_action(page))
+    name, data = download(page, lambda: submit_action(page, navigates=False))
     assert name.endswith(".csv")
     exported = list(csv.DictReader(io.StringIO(data.decode("utf-8-sig"))))
     assert exported and "sku" in exported[0]
@@ -357,7 +365,8 @@ def start_retrain(page, base: str) -> None:
     page.goto(f"{base}/admin/classifier/modelversion/")
     button = page.locator("a:has-text('Retrain'), a:has-text('Train a new model')")
     if button.count():
-        button.first.click()
+        with page.expect_navigation():
+            button.first.click()
     else:
         page.goto(f"{base}/admin/training/trainingrun/retrain/")
     page.select_option("select[name=architecture]", "cnn")
