@@ -81,3 +81,40 @@ def product_image_check(*, product_id: int) -> bool:
                 product.pk, product.sku, product.image.name,
             )
     return present
+
+
+# Fields a product update may set directly; category and image go through their own rules.
+PRODUCT_UPDATABLE_FIELDS = ("sku", "title", "description", "is_published", "price")
+_UNSET = object()
+
+
+@transaction.atomic
+def product_update(
+    *, product: Product, data: dict, category=_UNSET, image=None,
+) -> Product:
+    """Update a product's plain fields, and its category or image when given.
+
+    Args:
+        product: The product to change.
+        data: New values for any of ``PRODUCT_UPDATABLE_FIELDS``; other keys are refused.
+        category: A ``Category`` or ``None`` (cleared) when the caller decided it; omit to keep
+            the current one. A category given here is a person's decision.
+        image: A new image file, or ``None`` to keep the current one.
+
+    Raises:
+        ValueError: ``data`` holds a field that is not updatable here.
+        django.core.exceptions.ValidationError: The new values are invalid.
+    """
+    unknown = set(data) - set(PRODUCT_UPDATABLE_FIELDS)
+    if unknown:
+        raise ValueError(f"These product fields cannot be updated here: {sorted(unknown)}.")
+    for field, value in data.items():
+        setattr(product, field, value)
+    if image is not None:
+        product.image = image
+        product.image_updated_at = timezone.now()
+    if category is not _UNSET and category != product.category:
+        return product_set_category_by_person(product=product, category=category)
+    product.full_clean()
+    product.save()
+    return product

@@ -4,10 +4,11 @@ from django.contrib import admin
 
 from classifier import admin_exports
 from classifier.models import ClassificationJob, ModelVersion, PredictionRecord
+from training.admin_model_version import ModelVersionTrainingMixin
 
 
 @admin.register(ModelVersion)
-class ModelVersionAdmin(admin.ModelAdmin):
+class ModelVersionAdmin(ModelVersionTrainingMixin, admin.ModelAdmin):
     list_display = ["number", "name", "architecture", "quantization", "accuracy_display",
                     "is_active", "created_at", "created_by"]
     list_filter = ["is_active", "architecture", "quantization"]

@@ -49,6 +49,7 @@ INSTALLED_APPS = [
     "rest_framework.authtoken",
     "django_filters",
     "drf_spectacular",
+    "drf_spectacular_sidecar",
     "django_q",
     "catalog",
     "classifier",
@@ -247,12 +248,45 @@ USE_TZ = True
 # --- REST API -----------------------------------------------------------------------------------
 REST_FRAMEWORK = {
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    # Scripts send "Authorization: Token <key>"; browsers use the admin session. Token first so
+    # an anonymous call to a protected endpoint gets 401 with a WWW-Authenticate header.
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "rest_framework.authentication.TokenAuthentication",
+        "rest_framework.authentication.SessionAuthentication",
+    ],
+    # Anyone reads the storefront; writes need staff plus the model's Django permission.
+    "DEFAULT_PERMISSION_CLASSES": ["catalog.api.permissions.StorefrontPermissions"],
+    "DEFAULT_PAGINATION_CLASS": "catalog.api.pagination.StorefrontPagination",
+    "PAGE_SIZE": 24,
+    "DEFAULT_FILTER_BACKENDS": [
+        "django_filters.rest_framework.DjangoFilterBackend",
+        "rest_framework.filters.SearchFilter",
+        "catalog.api.filters.StableOrderingFilter",
+    ],
+    "DEFAULT_PARSER_CLASSES": [
+        "rest_framework.parsers.JSONParser",
+        "rest_framework.parsers.FormParser",
+        "catalog.api.uploads.LimitedMultiPartParser",
+    ],
+    # Classification costs CPU: anonymous callers get this many per client IP. Counters live in
+    # the default cache (per process unless CACHES points at a shared cache such as Redis).
+    "DEFAULT_THROTTLE_RATES": {"classify_anon": env.str("CLASSIFY_ANON_RATE", default="10/min")},
+    "EXCEPTION_HANDLER": "config.api.exception_handler",
 }
+# Largest image the API accepts (upload or stored file); bigger gets 413. 10 MiB holds any
+# product photo; the classifier's own limit (40 MiB) is for bulk imports.
+API_MAX_UPLOAD_BYTES = env.int("API_MAX_UPLOAD_BYTES", default=10 * 1024 * 1024)
 SPECTACULAR_SETTINGS = {
     "TITLE": "Catalog Classifier API",
     "DESCRIPTION": "Storefront catalog and staff classification endpoints.",
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
+    # Separate request and response components, so multipart uploads are described as binary.
+    "COMPONENT_SPLIT_REQUEST": True,
+    # The docs page loads Swagger UI from drf-spectacular-sidecar: works without internet.
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
 }
 
 # --- Security (production) ----------------------------------------------------------------------

@@ -3,7 +3,8 @@
 from django.conf import settings
 from django.conf.urls.static import static
 from django.contrib import admin
-from django.urls import path
+from django.urls import include, path
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 admin.site.site_header = "Catalog Classifier"
 admin.site.site_title = "Catalog Classifier"
@@ -11,6 +12,11 @@ admin.site.index_title = "Catalog administration"
 
 urlpatterns = [
     path("admin/", admin.site.urls),
+    path("api/v1/", include("catalog.api.urls")),
+    path("api/v1/", include("classifier.api.urls")),
+    path("api/v1/", include("training.api.urls")),
+    path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
+    path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),
 ]
 
 if settings.DEBUG and not settings.USE_APPWRITE:

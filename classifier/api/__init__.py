@@ -1,0 +1,1 @@
+"""REST API for on-demand classification, classification jobs and model versions."""

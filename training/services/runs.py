@@ -1,0 +1,158 @@
+"""Training runs: validate and enqueue a request, then execute it with progress in the row."""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from training.exceptions import DatasetReadError, InvalidHParamsError, TrainingError
+from training.hparams import HParams
+from training.models import ActivationPolicy, TrainingRun, TrainingSource, TrainingStatus
+from training.services.progress import RunRecorder
+
+logger = logging.getLogger(__name__)
+
+TRAINING_TASK = "training.tasks.training_run_execute"
+
+
+# Run options that are not hyperparameters (they label the resulting model version).
+RUN_OPTION_KEYS = ("name",)
+
+
+def _hparams(options: dict[str, Any]) -> HParams:
+    """HParams from the run's options (validated: unknown keys and bad values raise)."""
+    return HParams.from_dict({k: v for k, v in options.items() if k not in RUN_OPTION_KEYS})
+
+
+def training_run_create(*, options: dict, source: str = TrainingSource.CATALOG,
+                        source_path: str = "", activation_policy: str = ActivationPolicy.IF_BETTER,
+                        created_by=None) -> TrainingRun:
+    """Validate a training request and record it as a queued run (nothing is enqueued).
+
+    Options are turned into ``HParams`` here so a typo or out-of-range value fails at once,
+    in the form or command that asked, not minutes later in a worker.
+
+    Raises:
+        InvalidHParamsError: bad options, source, folder or policy; the message says the fix.
+    """
+    hparams = _hparams(options)
+    if source not in TrainingSource.values:
+        raise InvalidHParamsError(f"Unknown source {source!r}: use one of {TrainingSource.values}.")
+    if activation_policy not in ActivationPolicy.values:
+        raise InvalidHParamsError(f"Unknown activation policy {activation_policy!r}: use one of "
+                                  f"{ActivationPolicy.values}.")
+    if source == TrainingSource.FOLDER and not Path(source_path).exists():
+        raise DatasetReadError(f"Dataset folder {source_path or '(empty)'} does not exist: give "
+                               "the path of a folder laid out as <folder>/<category>/<image>, "
+                               "or of a zip of it.")
+    extra = {k: options[k] for k in RUN_OPTION_KEYS if options.get(k)}
+    run = TrainingRun(options={**hparams.to_dict(), **extra}, source=source,
+                      source_path=source_path, activation_policy=activation_policy,
+                      created_by=created_by)
+    run.full_clean()
+    run.save()
+    return run
+
+
+def training_run_start(*, options: dict, source: str = TrainingSource.CATALOG,
+                       source_path: str = "", activation_policy: str = ActivationPolicy.IF_BETTER,
+                       created_by=None) -> TrainingRun:
+    """Create a queued run and enqueue it on the ``training`` cluster once the row is committed.
+
+    The training cluster has ``max_attempts=1`` and ``training_run_execute`` refuses a run that
+    is not queued, so neither a retry nor a redelivered message can train a duplicate model.
+    """
+    from django_q.tasks import async_task
+
+    with transaction.atomic():
+        run = training_run_create(options=options, source=source, source_path=source_path,
+                                  activation_policy=activation_policy, created_by=created_by)
+
+        def enqueue() -> None:
+            task_id = async_task(TRAINING_TASK, run.pk, cluster="training",
+                                 task_name=f"training-run-{run.pk}")
+            TrainingRun.objects.filter(pk=run.pk).update(task_id=task_id or "")
+
+        transaction.on_commit(enqueue)
+    return run
+
+
+def training_run_execute(*, run_id: int, progress=None, log=None) -> TrainingRun:
+    """Train the run's model, store it as a new version and apply the activation policy.
+
+    Only a QUEUED run starts (the status flips to RUNNING in one UPDATE, so two deliveries
+    cannot both win). Any error marks the run FAILED with its message and creates no version.
+
+    Args:
+        run_id: the TrainingRun's primary key.
+        progress: optional extra per-batch callback (the command's progress bar).
+        log: optional extra line sink (the command's console).
+
+    Returns:
+        The run, reloaded: SUCCEEDED with ``model_version``, FAILED with ``error``, or untouched
+        when it was not queued.
+    """
+    claimed = TrainingRun.objects.filter(pk=run_id, status=TrainingStatus.QUEUED).update(
+        status=TrainingStatus.RUNNING, started_at=timezone.now())
+    run = TrainingRun.objects.get(pk=run_id)
+    if not claimed:
+        logger.warning("Training run %s is %s, not queued: not running it again.", run_id,
+                       run.status)
+        return run
+    recorder = RunRecorder(run, progress=progress, log=log)
+    try:
+        _train_and_store(run, recorder)
+    except Exception as exc:  # noqa: BLE001 - any failure must end as a FAILED run, not RUNNING
+        known = isinstance(exc, TrainingError)
+        logger.log(logging.WARNING if known else logging.ERROR, "Training run %s failed: %s",
+                   run_id, exc, exc_info=not known)
+        message = str(exc) if known else f"{type(exc).__name__}: {exc}"
+        recorder.line(f"FAILED: {message}")
+        recorder.finish(status=TrainingStatus.FAILED, error=message)
+    run.refresh_from_db()
+    return run
+
+
+def _train_and_store(run: TrainingRun, recorder: RunRecorder) -> None:
+    from training.pipeline import run_training
+    from training.services.activation import model_version_apply_policy
+    from training.services.versions import model_version_create_from_outcome
+
+    hparams = _hparams(run.options)
+    items = _items(run, hparams)
+    with tempfile.TemporaryDirectory(prefix=f"run-{run.pk}-", dir=_workdir_root()) as workdir:
+        # keep_cache: the activation policy evaluates the active model on this run's
+        # validation images, straight from the decoded cache.
+        outcome = run_training(items, hparams, workdir=workdir, progress=recorder.progress,
+                               log=recorder.line, keep_cache=True)
+        version = model_version_create_from_outcome(outcome=outcome, created_by=run.created_by,
+                                                    name=run.options.get("name", ""))
+        TrainingRun.objects.filter(pk=run.pk).update(model_version=version)
+        activated = model_version_apply_policy(
+            model_version=version, outcome=outcome, policy=run.activation_policy, items=items,
+            cache_dir=Path(workdir) / "cache", log=recorder.line)
+    recorder.line(f"Saved model version v{version.number}"
+                  + (" and activated it." if activated else " (not activated)."))
+    recorder.finish(status=TrainingStatus.SUCCEEDED, activated=activated)
+
+
+def _items(run: TrainingRun, hparams: HParams) -> list:
+    from training.dataset import image_folder_items
+    from training.selectors import catalog_training_items
+
+    if run.source == TrainingSource.FOLDER:
+        return image_folder_items(run.source_path)
+    return catalog_training_items(image_side=max(hparams.image_size))
+
+
+def _workdir_root() -> Path:
+    """Run folders live under var/ (on disk): /tmp may be RAM, which the memmap cache avoids."""
+    root = Path(getattr(settings, "TRAINING_WORKDIR", settings.VAR_DIR / "training"))
+    root.mkdir(parents=True, exist_ok=True)
+    return root

@@ -1,0 +1,16 @@
+"""django-q2 tasks for the ``training`` cluster: thin wrappers over training.services."""
+
+from training import services
+
+
+def training_run_execute(run_id: int) -> str:
+    """Execute a queued training run; returns its final status (kept in django-q's results)."""
+    return services.training_run_execute(run_id=run_id).status
+
+
+def model_version_reexport(model_version_id: int, quantization: str) -> int:
+    """Re-export a version's kept Keras model; returns the new version's number."""
+    from classifier.models import ModelVersion
+
+    source = ModelVersion.objects.get(pk=model_version_id)
+    return services.model_version_reexport(model_version=source, quantization=quantization).number
