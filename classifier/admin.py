@@ -14,7 +14,8 @@ class ModelVersionAdmin(ModelVersionTrainingMixin, admin.ModelAdmin):
     list_filter = ["is_active", "architecture", "quantization"]
     search_fields = ["name", "notes"]
     readonly_fields = [f.name for f in ModelVersion._meta.fields if f.name not in ("name", "notes")]
-    actions = [admin_exports.download_model]
+    # The mixin's actions (activate, re-export) too: a class attribute here would hide them.
+    actions = [*ModelVersionTrainingMixin.actions, admin_exports.download_model]
 
     def has_export_permission(self, request):
         return admin_exports.model_export_allowed(request)
