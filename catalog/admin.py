@@ -3,9 +3,11 @@
 from django.contrib import admin
 from django.db.models import Count
 from django.urls import path
+from django.utils.html import format_html
 
 from catalog import admin_exports, services
 from catalog.models import Category, ExportRecord, Product
+from catalog.storage import thumbnail_url
 
 
 @admin.register(Category)
@@ -27,7 +29,7 @@ class CategoryAdmin(admin.ModelAdmin):
 @admin.register(Product)
 class ProductAdmin(admin.ModelAdmin):
     list_display = [
-        "sku", "title", "category", "category_source", "predicted_category",
+        "thumbnail", "sku", "title", "category", "category_source", "predicted_category",
         "prediction_confidence", "review_status", "is_published",
     ]
     list_filter = ["review_status", "category_source", "is_published", "category",
@@ -61,6 +63,13 @@ class ProductAdmin(admin.ModelAdmin):
         import_view = self.admin_site.admin_view(
             lambda request: admin_exports.product_import_view(self, request))
         return [path("import/", import_view, name="catalog_product_import"), *super().get_urls()]
+    @admin.display(description="Image")
+    def thumbnail(self, obj):
+        # Appwrite's preview (or the cached proxy) sizes it; local files are scaled by the browser.
+        if not obj.image:
+            return "—"
+        return format_html('<img src="{}" width="48" height="48" style="object-fit:cover" '
+                           'loading="lazy" alt="">', thumbnail_url(obj.image, size=96))
 
     def save_model(self, request, obj, form, change):
         # A category chosen in this form is a person's decision; the service records it so.

@@ -6,6 +6,9 @@ from django.contrib import admin
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
+from catalog import views as catalog_views
+from catalog import webhooks as catalog_webhooks
+
 admin.site.site_header = "Catalog Classifier"
 admin.site.site_title = "Catalog Classifier"
 admin.site.index_title = "Catalog administration"
@@ -17,6 +20,9 @@ urlpatterns = [
     path("api/v1/", include("training.api.urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),
+    # Appwrite Storage: webhook deliveries, and images of a private bucket (README).
+    path("webhooks/appwrite/", catalog_webhooks.appwrite_webhook, name="appwrite-webhook"),
+    path("media-proxy/<path:name>", catalog_views.media_proxy, name="media-proxy"),
 ]
 
 if settings.DEBUG and not settings.USE_APPWRITE:

@@ -58,7 +58,7 @@ def test_training_run_start_records_who_and_what(clients):
                                      format="json")
     assert response.status_code == 202, response.content
     run = TrainingRun.objects.get(pk=response.json()["id"])
-    assert run.options == {"epochs": 2} and run.activation_policy == "never"
+    assert run.options["epochs"] == 2 and run.activation_policy == "never"
     assert run.created_by.username == "editor"
 
 

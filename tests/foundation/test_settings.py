@@ -93,3 +93,32 @@ def test_sqlite_connections_use_wal_journal():
     with connection.cursor() as cursor:
         cursor.execute("PRAGMA journal_mode")
         assert cursor.fetchone()[0] == "wal"
+
+
+_STORAGE_PROBE = """
+import json, django
+django.setup()
+from django.conf import settings as s
+from django.core.files.storage import storages
+print(json.dumps({
+    "default": s.STORAGES["default"], "models": s.STORAGES["models"],
+    "default_class": type(storages["default"]).__name__,
+    "buckets": [storages["default"].bucket_id, storages["models"].bucket_id],
+}))
+"""
+
+
+def test_appwrite_variables_switch_both_storages_to_appwrite_buckets():
+    env = {"DJANGO_SETTINGS_MODULE": "config.settings", "DJANGO_DEBUG": "1",
+           "APPWRITE_ENDPOINT": "https://appwrite.example/v1", "APPWRITE_PROJECT_ID": "shop",
+           "APPWRITE_API_KEY": "standard_key", "APPWRITE_BUCKET_ID": "images",
+           "APPWRITE_MODELS_BUCKET_ID": "models-private"}
+    result = _run(env, "-c", _STORAGE_PROBE)
+    assert result.returncode == 0, result.stderr
+    s = json.loads(result.stdout.strip().splitlines()[-1])
+    assert s["default"]["BACKEND"] == "catalog.storage.AppwriteStorage"
+    assert s["default"]["OPTIONS"] == {"bucket_id": "images"}
+    assert s["models"]["BACKEND"] == "catalog.storage.AppwriteStorage"
+    assert s["models"]["OPTIONS"] == {"bucket_id": "models-private"}
+    assert s["default_class"] == "AppwriteStorage"
+    assert s["buckets"] == ["images", "models-private"]

@@ -17,10 +17,20 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 WAIT_SECONDS = 120
 
 
+# CATALOG_TEST_STORAGE=appwrite runs every test with Appwrite (the loopback emulator) as the
+# default and models storage instead of local files; see README "Appwrite Storage".
+TEST_STORAGE = os.environ.get("CATALOG_TEST_STORAGE", "local")
+
+
 @pytest.fixture(autouse=True)
-def _isolated_media(settings, tmp_path):
-    """Every test writes uploads to its own folder, never to var/media."""
+def _isolated_media(request, settings, tmp_path):
+    """Every test writes uploads to its own folder (or its own emulator bucket), never var/media."""
     settings.MEDIA_ROOT = str(tmp_path / "media")
+    if TEST_STORAGE == "appwrite" and "nodb" not in request.keywords:
+        from tests.support.appwrite_django import use_appwrite_storage
+
+        use_appwrite_storage(settings, request.getfixturevalue("appwrite_bucket"),
+                             request.getfixturevalue("monkeypatch"))
 
 
 def test_database_url() -> str:
