@@ -18,7 +18,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from demo.flowers import FlowersError, prepare_flowers_catalog
+from demo.flowers import FLOWERS_URL, FlowersError, prepare_flowers_catalog
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 CATALOG_DIR = REPO_ROOT / "demo" / "catalog"
@@ -189,6 +189,8 @@ def parse_args(argv=None) -> argparse.Namespace:
                         help="Set (or reset) the demo admin's password instead of a random one.")
     parser.add_argument("--flowers", action="store_true",
                         help="Online only: download the tutorial's flower photos as the catalog.")
+    parser.add_argument("--flowers-url", default=FLOWERS_URL,
+                        help="Where to download the flower archive from (e.g. a local mirror).")
     parser.add_argument("--setup-only", action="store_true",
                         help="Prepare the database, catalog and model, then exit.")
     return parser.parse_args(argv)
@@ -198,7 +200,8 @@ def setup(args: argparse.Namespace) -> str | None:
     manage("migrate", "--no-input")
     password = ensure_admin(args.username, args.password)
     if args.flowers:
-        catalog_csv, categories_csv = prepare_flowers_catalog(VAR_DIR / "flowers")
+        catalog_csv, categories_csv = prepare_flowers_catalog(VAR_DIR / "flowers",
+                                                              url=args.flowers_url)
     else:
         catalog_csv, categories_csv = CATALOG_DIR / "catalog.csv", CATALOG_DIR / "categories.csv"
     # Image paths in the CSV are relative to its folder.

@@ -21,6 +21,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.flower_archive import CLASSES, make_archive
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 # Guards against a hang (setup trains a model); not a speed requirement.
 SETUP_GUARD_SECONDS = 900
@@ -39,9 +41,10 @@ def demo_env(var_dir: Path) -> dict[str, str]:
     return env
 
 
-def run_setup(var_dir: Path) -> subprocess.CompletedProcess:
+def run_setup(var_dir: Path, *args: str) -> subprocess.CompletedProcess:
     result = subprocess.run(
-        [sys.executable, "-m", "demo.run", "--setup-only"], cwd=REPO_ROOT, env=demo_env(var_dir),
+        [sys.executable, "-m", "demo.run", "--setup-only", *args], cwd=REPO_ROOT,
+        env=demo_env(var_dir),
         capture_output=True, text=True, timeout=SETUP_GUARD_SECONDS,
     )
     assert result.returncode == 0, f"demo setup failed:\n{result.stdout}\n{result.stderr}"
@@ -180,3 +183,21 @@ def test_full_run_serves_the_admin_and_ctrl_c_stops_every_process(prepared_demo)
             proc.wait()
     assert "Stopping" in reader.text()
     assert processes_using(str(var_dir)) == {}, reader.text()
+
+
+def test_flowers_setup_downloads_imports_and_trains_on_the_flower_catalog(flower_server,
+                                                                         tmp_path):
+    base, served, _ = flower_server
+    # Enough per class for training's minimum of 5 labelled images (60% of 12 = 7).
+    make_archive(served / "flower_photos.tgz", images_per_class=12)
+
+    output = run_setup(tmp_path / "var", "--flowers", "--flowers-url",
+                       f"{base}/flower_photos.tgz").stdout
+
+    with sqlite3.connect(tmp_path / "var" / "db.sqlite3") as db:
+        products = db.execute("SELECT COUNT(*), SUM(category_source = 'person'), "
+                              "SUM(image != '') FROM catalog_product").fetchone()
+        slugs = {row[0] for row in db.execute("SELECT slug FROM catalog_category")}
+    assert products == (3 * 12, 3 * 7, 3 * 12)
+    assert slugs == {"flowers", *CLASSES}
+    assert "Active model: v1 demo" in output

@@ -3,17 +3,12 @@
 from __future__ import annotations
 
 import csv
-import functools
-import http.server
-import io
 import socket
 import tarfile
-import threading
 from collections import Counter
 from pathlib import Path
 
 import pytest
-from PIL import Image
 
 from demo.flowers import (
     FlowersDownloadError,
@@ -21,81 +16,7 @@ from demo.flowers import (
     download,
     prepare_flowers_catalog,
 )
-
-CLASSES = {"daisy": (240, 240, 240), "roses": (200, 20, 40), "tulips": (250, 160, 20)}
-IMAGES_PER_CLASS = 4
-
-
-def jpeg_bytes(rgb: tuple[int, int, int]) -> bytes:
-    buffer = io.BytesIO()
-    Image.new("RGB", (16, 12), rgb).save(buffer, "JPEG")
-    return buffer.getvalue()
-
-
-def add_bytes(tar: tarfile.TarFile, name: str, data: bytes) -> None:
-    info = tarfile.TarInfo(name)
-    info.size = len(data)
-    tar.addfile(info, io.BytesIO(data))
-
-
-def make_archive(path: Path, *, extra: list[tarfile.TarInfo] | None = None) -> Path:
-    """A flower_photos.tgz laid out like the real one: class folders of JPEGs and LICENSE.txt."""
-    with tarfile.open(path, "w:gz") as tar:
-        add_bytes(tar, "flower_photos/LICENSE.txt", b"All images are CC-BY licensed.\n")
-        for name, rgb in CLASSES.items():
-            for index in range(IMAGES_PER_CLASS):
-                add_bytes(tar, f"flower_photos/{name}/{1000 + index}_photo.jpg", jpeg_bytes(rgb))
-        for info in extra or []:
-            tar.addfile(info, io.BytesIO(b"x" * info.size) if info.isfile() else None)
-    return path
-
-
-class RangeHandler(http.server.SimpleHTTPRequestHandler):
-    """Serves files and honours ``Range: bytes=N-`` (which SimpleHTTPRequestHandler ignores)."""
-
-    requests: list[dict[str, str]]
-
-    def log_message(self, *args):  # keep test output quiet
-        pass
-
-    def do_GET(self):  # noqa: N802 - http.server's naming
-        self.requests.append({"path": self.path, "range": self.headers.get("Range", "")})
-        path = Path(self.translate_path(self.path.split("?")[0]))
-        if not path.is_file():
-            self.send_error(404)
-            return
-        data = path.read_bytes()
-        start = 0
-        if (header := self.headers.get("Range", "")).startswith("bytes="):
-            start = int(header.removeprefix("bytes=").rstrip("-"))
-            self.send_response(206)
-            self.send_header("Content-Range", f"bytes {start}-{len(data) - 1}/{len(data)}")
-        else:
-            self.send_response(200)
-        self.send_header("Content-Length", str(len(data) - start))
-        self.end_headers()
-        # "?truncate" drops the connection half-way, as a flaky network would.
-        end = len(data) // 2 if self.path.endswith("?truncate") else len(data)
-        self.wfile.write(data[start:end])
-        self.close_connection = True
-
-
-@pytest.fixture
-def server(tmp_path):
-    """A loopback HTTP server over ``tmp_path/served``; yields (base_url, folder, requests)."""
-    served = tmp_path / "served"
-    served.mkdir()
-    requests: list[dict[str, str]] = []
-    handler = type("Handler", (RangeHandler,), {"requests": requests})
-    httpd = http.server.ThreadingHTTPServer(
-        ("127.0.0.1", 0), functools.partial(handler, directory=str(served))
-    )
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{httpd.server_address[1]}", served, requests
-    httpd.shutdown()
-    httpd.server_close()
-    thread.join()
+from tests.support.flower_archive import CLASSES, IMAGES_PER_CLASS, make_archive
 
 
 def read_rows(path: Path) -> tuple[list[str], list[dict[str, str]]]:
@@ -105,8 +26,8 @@ def read_rows(path: Path) -> tuple[list[str], list[dict[str, str]]]:
 
 
 def test_downloads_extracts_and_writes_catalog_csvs_with_paths_relative_to_the_csv(
-        server, tmp_path):
-    base, served, _ = server
+        flower_server, tmp_path):
+    base, served, _ = flower_server
     make_archive(served / "flower_photos.tgz")
     dest = tmp_path / "flowers"
 
@@ -131,8 +52,8 @@ def test_downloads_extracts_and_writes_catalog_csvs_with_paths_relative_to_the_c
     assert not (dest / "flower_photos.tgz").exists()  # the archive is removed once extracted
 
 
-def test_second_run_skips_the_download_and_writes_the_same_split(server, tmp_path):
-    base, served, requests = server
+def test_second_run_skips_the_download_and_writes_the_same_split(flower_server, tmp_path):
+    base, served, requests = flower_server
     make_archive(served / "flower_photos.tgz")
     dest = tmp_path / "flowers"
     catalog_csv, _ = prepare_flowers_catalog(dest, url=f"{base}/flower_photos.tgz", seed=7)
@@ -148,8 +69,8 @@ def test_second_run_skips_the_download_and_writes_the_same_split(server, tmp_pat
     assert {r["sku"] for r in read_rows(catalog_csv)[1] if r["labelled"] == "1"} != labelled
 
 
-def test_partial_download_is_resumed_with_a_range_request(server, tmp_path):
-    base, served, requests = server
+def test_partial_download_is_resumed_with_a_range_request(flower_server, tmp_path):
+    base, served, requests = flower_server
     archive = make_archive(served / "flower_photos.tgz")
     data = archive.read_bytes()
     target = tmp_path / "flower_photos.tgz"
@@ -164,8 +85,8 @@ def test_partial_download_is_resumed_with_a_range_request(server, tmp_path):
 
 @pytest.mark.parametrize("name", ["../evil", "flower_photos/../../evil", "/tmp/evil"])
 def test_archive_member_outside_the_folder_is_refused_and_nothing_is_extracted(
-        server, tmp_path, name):
-    base, served, _ = server
+        flower_server, tmp_path, name):
+    base, served, _ = flower_server
     evil = tarfile.TarInfo(name)
     evil.size = 4
     make_archive(served / "flower_photos.tgz", extra=[evil])
@@ -178,8 +99,8 @@ def test_archive_member_outside_the_folder_is_refused_and_nothing_is_extracted(
     assert not (dest.parent / "evil").exists() and not (tmp_path / "evil").exists()
 
 
-def test_archive_with_a_symlink_member_is_refused(server, tmp_path):
-    base, served, _ = server
+def test_archive_with_a_symlink_member_is_refused(flower_server, tmp_path):
+    base, served, _ = flower_server
     link = tarfile.TarInfo("flower_photos/daisy/link.jpg")
     link.type, link.linkname = tarfile.SYMTYPE, "/etc/passwd"
     make_archive(served / "flower_photos.tgz", extra=[link])
@@ -207,15 +128,15 @@ def test_unreachable_url_gives_a_clear_error_naming_the_offline_alternative(tmp_
     assert not (tmp_path / "flowers" / "flower_photos").exists()
 
 
-def test_missing_file_on_the_server_reports_the_http_status(server, tmp_path):
-    base, _, _ = server
+def test_missing_file_on_the_server_reports_the_http_status(flower_server, tmp_path):
+    base, _, _ = flower_server
 
     with pytest.raises(FlowersDownloadError, match="HTTP 404"):
         prepare_flowers_catalog(tmp_path / "flowers", url=f"{base}/nothing.tgz")
 
 
-def test_truncated_transfer_is_reported_and_kept_for_resuming(server, tmp_path):
-    base, served, requests = server
+def test_truncated_transfer_is_reported_and_kept_for_resuming(flower_server, tmp_path):
+    base, served, requests = flower_server
     data = make_archive(served / "flower_photos.tgz").read_bytes()
     target = tmp_path / "flower_photos.tgz"
 
