@@ -14,7 +14,7 @@ class ModelVersionAdmin(ModelVersionTrainingMixin, admin.ModelAdmin):
     list_filter = ["is_active", "architecture", "quantization"]
     search_fields = ["name", "notes"]
     readonly_fields = [f.name for f in ModelVersion._meta.fields if f.name not in ("name", "notes")]
-    # The mixin's actions (activate, re-export) too: a class attribute here would hide them.
+    # The mixin brings activate and re-export; keep them beside the export action.
     actions = [*ModelVersionTrainingMixin.actions, admin_exports.download_model]
 
     def has_export_permission(self, request):
