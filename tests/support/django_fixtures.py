@@ -93,7 +93,10 @@ class QCluster:
 
     def stop(self) -> None:
         if self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGTERM)
+            # SIGTERM to the main process only: it stops its sentinel and workers in order.
+            # Signalling the whole group kills those children first and leaves the main process
+            # waiting for them.
+            self.process.send_signal(signal.SIGTERM)
             try:
                 self.process.wait(30)
             except subprocess.TimeoutExpired:
