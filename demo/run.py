@@ -7,6 +7,7 @@ one is given. Ctrl-C stops every process it started.
 """
 
 import argparse
+import json
 import os
 import secrets
 import signal
@@ -17,14 +18,28 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+from demo.flowers import FLOWERS_URL, FlowersError, prepare_flowers_catalog
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 CATALOG_DIR = REPO_ROOT / "demo" / "catalog"
 MANAGE = [sys.executable, str(REPO_ROOT / "manage.py")]
 
+VAR_DIR = Path(os.environ.get("CATALOG_VAR_DIR", REPO_ROOT / "var"))
+
 # Small enough to train in about a minute on two cores, large enough to tell the nine
-# categories apart on 160x160 renderings.
-DEMO_TRAINING = ["--architecture", "cnn", "--image-size", "96", "--epochs", "20",
-                 "--batch-size", "32", "--seed", "42"]
+# categories apart on 160x160 renderings. DEMO_EPOCHS / DEMO_IMAGE_SIZE shrink it for the
+# demo's own end-to-end test; nobody needs them to try the product.
+DEMO_EPOCHS = os.environ.get("DEMO_EPOCHS", "20")
+DEMO_IMAGE_SIZE = os.environ.get("DEMO_IMAGE_SIZE", "96")
+
+
+class DemoStepError(Exception):
+    """A step of the demo failed; the message says which and where its output is."""
+
+
+def demo_training_args() -> list[str]:
+    return ["--architecture", "cnn", "--image-size", DEMO_IMAGE_SIZE, "--epochs", DEMO_EPOCHS,
+            "--batch-size", "32", "--seed", "42"]
 
 
 def _env() -> dict[str, str]:
@@ -34,15 +49,23 @@ def _env() -> dict[str, str]:
     return env
 
 
-def manage(*args: str, check: bool = True) -> subprocess.CompletedProcess:
+def manage(*args: str) -> None:
+    """Run one management command, its output going to the terminal."""
     print(f"$ manage.py {' '.join(args)}", flush=True)
-    return subprocess.run([*MANAGE, *args], cwd=REPO_ROOT, env=_env(), check=check)
+    result = subprocess.run([*MANAGE, *args], cwd=REPO_ROOT, env=_env())
+    if result.returncode:
+        raise DemoStepError(f"`manage.py {' '.join(args)}` failed (exit {result.returncode}); "
+                            "its output is above.")
 
 
 def manage_output(*args: str) -> str:
-    return subprocess.run(
-        [*MANAGE, *args], cwd=REPO_ROOT, env=_env(), check=True, capture_output=True, text=True
-    ).stdout.strip()
+    """Run a management command quietly and return its standard output."""
+    result = subprocess.run([*MANAGE, *args], cwd=REPO_ROOT, env=_env(), capture_output=True,
+                            text=True)
+    if result.returncode:
+        raise DemoStepError(f"`manage.py {args[0]}` failed (exit {result.returncode}):\n"
+                            f"{result.stderr.strip()[-3000:]}")
+    return result.stdout.strip()
 
 
 def ensure_admin(username: str, password: str | None) -> str | None:
@@ -70,9 +93,40 @@ def has_model_version() -> bool:
     return manage_output("shell", "-c", code).splitlines()[-1] == "True"
 
 
-def wait_for_http(url: str, seconds: float = 60) -> bool:
+SUMMARY_CODE = """
+import json
+from catalog.models import Category, Product
+from classifier.models import ModelVersion
+model = ModelVersion.objects.filter(is_active=True).first()
+print(json.dumps({
+    "products": Product.objects.count(),
+    "labelled": Product.objects.filter(category_source="person").count(),
+    "categories": Category.objects.count(),
+    "model": str(model) if model else None,
+    "accuracy": model.accuracy if model else None,
+}))
+"""
+
+
+def catalog_summary() -> dict:
+    """What the demo has set up: product counts and the active model's test accuracy."""
+    return json.loads(manage_output("shell", "-c", SUMMARY_CODE).splitlines()[-1])
+
+
+def print_summary(summary: dict) -> None:
+    accuracy = summary["accuracy"]
+    model = summary["model"] or "none (training did not produce one)"
+    if accuracy is not None:
+        model += f", validation accuracy {accuracy:.1%}"
+    print(f"\nDemo catalog: {summary['products']} products in {summary['categories']} "
+          f"categories, {summary['labelled']} labelled by a person.\nActive model: {model}.",
+          flush=True)
+
+
+def wait_for_http(url: str, server: subprocess.Popen, seconds: float = 60) -> bool:
+    """Wait until our server answers; False if it exits first (e.g. the port is taken)."""
     deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
+    while time.monotonic() < deadline and server.poll() is None:
         try:
             with urllib.request.urlopen(url, timeout=2):
                 return True
@@ -98,16 +152,32 @@ def start_processes(host: str, port: int) -> list[subprocess.Popen]:
     ]
 
 
+# qcluster stops its workers gracefully on SIGTERM; this is how long that may take.
+STOP_GRACE_SECONDS = 20
+
+
+def _signal_group(pid: int, sig: int) -> None:
+    try:
+        os.killpg(pid, sig)
+    except ProcessLookupError:
+        pass  # the whole group has already exited
+
+
 def stop_processes(processes: list[subprocess.Popen]) -> None:
+    """Stop each process with its whole group (qcluster's workers too); none is left behind."""
     for proc in processes:
         if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGTERM)
-    deadline = time.monotonic() + 20
+            _signal_group(proc.pid, signal.SIGTERM)
+    deadline = time.monotonic() + STOP_GRACE_SECONDS
     for proc in processes:
         try:
             proc.wait(max(0.1, deadline - time.monotonic()))
         except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
+            pass
+    # A leader that ignored SIGTERM, or a worker it left behind, is killed outright.
+    for proc in processes:
+        _signal_group(proc.pid, signal.SIGKILL)
+        proc.wait()
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -119,6 +189,8 @@ def parse_args(argv=None) -> argparse.Namespace:
                         help="Set (or reset) the demo admin's password instead of a random one.")
     parser.add_argument("--flowers", action="store_true",
                         help="Online only: download the tutorial's flower photos as the catalog.")
+    parser.add_argument("--flowers-url", default=FLOWERS_URL,
+                        help="Where to download the flower archive from (e.g. a local mirror).")
     parser.add_argument("--setup-only", action="store_true",
                         help="Prepare the database, catalog and model, then exit.")
     return parser.parse_args(argv)
@@ -128,37 +200,58 @@ def setup(args: argparse.Namespace) -> str | None:
     manage("migrate", "--no-input")
     password = ensure_admin(args.username, args.password)
     if args.flowers:
-        from demo.flowers import prepare_flowers_catalog
-
-        catalog_csv, categories_csv = prepare_flowers_catalog(REPO_ROOT / "var" / "flowers")
+        catalog_csv, categories_csv = prepare_flowers_catalog(VAR_DIR / "flowers",
+                                                              url=args.flowers_url)
     else:
         catalog_csv, categories_csv = CATALOG_DIR / "catalog.csv", CATALOG_DIR / "categories.csv"
-    manage("import_catalog", str(catalog_csv), "--categories", str(categories_csv))
+    # Image paths in the CSV are relative to its folder.
+    manage("import_catalog", str(catalog_csv), "--categories", str(categories_csv),
+           "--images-dir", str(catalog_csv.parent))
     if not has_model_version():
-        manage("train_classifier", *DEMO_TRAINING, "--activate", "--name", "demo")
+        manage("train_classifier", *demo_training_args(), "--activate", "--name", "demo")
+    print_summary(catalog_summary())
     return password
+
+
+def login_text(username: str, password: str | None) -> str:
+    if password:
+        return (f"{username}   password: {password}  (shown once; pass --password or "
+                "DEMO_PASSWORD to reset)")
+    return f"{username}   password: unchanged (pass --password to reset it)"
 
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    password = setup(args)
+    try:
+        password = setup(args)
+    except (DemoStepError, FlowersError) as exc:
+        print(f"\nThe demo stopped during setup: {exc}", file=sys.stderr)
+        return 1
     if args.setup_only:
+        print(f"Setup done. Login: {login_text(args.username, password)}", flush=True)
         return 0
+    return run(args, password)
+
+
+def run(args: argparse.Namespace, password: str | None) -> int:
+    """Start the web server and both worker clusters, classify, and wait for Ctrl-C."""
     processes = start_processes(args.host, args.port)
     base = f"http://{args.host}:{args.port}"
     try:
-        if not wait_for_http(f"{base}/admin/login/"):
-            print("The web server did not start; see its output above.", file=sys.stderr)
+        if not wait_for_http(f"{base}/admin/login/", processes[0]):
+            print(f"The web server did not start on {args.host}:{args.port}; see its output "
+                  "above (is the port taken? pass --port or DEMO_PORT).", file=sys.stderr)
             return 1
         manage("classify_catalog", "--unclassified")
-        login = (f"password: {password}  (shown once; pass --password or DEMO_PASSWORD to reset)"
-                 if password else "password: unchanged (pass --password to reset it)")
         print(f"\nCatalog Classifier is running.\n  Admin:    {base}/admin/\n"
-              f"  API docs: {base}/api/docs/\n  Login:    {args.username}   {login}\n"
+              f"  API docs: {base}/api/docs/\n  Login:    {login_text(args.username, password)}\n"
               "Press Ctrl-C to stop.\n", flush=True)
         while all(proc.poll() is None for proc in processes):
             time.sleep(1)
         print("A demo process exited; stopping the others.", file=sys.stderr)
+        return 1
+    except DemoStepError as exc:
+        print(f"\nThe demo stopped: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("\nStopping…", flush=True)
