@@ -165,9 +165,11 @@ def _signal_group(pid: int, sig: int) -> None:
 
 def stop_processes(processes: list[subprocess.Popen]) -> None:
     """Stop each process with its whole group (qcluster's workers too); none is left behind."""
+    # SIGTERM to each leader only: qcluster then stops its sentinel and workers in order
+    # (signalling the whole group kills those first and leaves the leader waiting on them).
     for proc in processes:
         if proc.poll() is None:
-            _signal_group(proc.pid, signal.SIGTERM)
+            proc.send_signal(signal.SIGTERM)
     deadline = time.monotonic() + STOP_GRACE_SECONDS
     for proc in processes:
         try:

@@ -217,7 +217,7 @@ def _fetch(product: Product, size: tuple[int, int], read_ahead: _ReadAhead, inde
            ) -> bytes | ClassifierError:
     read_ahead.wait_turn(index)
     try:
-        return fetch_image_bytes(product, for_size=DRAFT_OVERSAMPLE * max(size))
+        return fetch_image_bytes(product, for_size=int(DRAFT_OVERSAMPLE * max(size)))
     except ClassifierError as exc:
         _log_item_failure(product, None, exc)
         return exc
