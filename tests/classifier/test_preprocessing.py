@@ -226,7 +226,7 @@ def test_webp_with_alpha_is_supported():
 
 # --- JPEG draft parity ------------------------------------------------------------------------
 
-# Draft decoding (DCT scaling to >= 2x the target) then the same antialiased resize differs from
+# Draft decoding (DCT scaling to >= 1.5x the target) then the same antialiased resize differs from
 # a full decode only by rounding in the IDCT and the extra resample step. Measured on photo-like
 # JPEGs: mean absolute difference 0.2-0.3 grey levels, max 3. The bounds leave room for libjpeg
 # builds while still catching a wrong scale (which gives tens of levels of blur/aliasing).
