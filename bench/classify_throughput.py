@@ -1,6 +1,7 @@
 """Classification throughput: the tutorial's way vs the project's task code vs the ceiling.
 
     .venv/bin/python bench/classify_throughput.py [--n 1000] [--sizes 1600x1200,4000x3000]
+                                                  [--storage local|appwrite|both]
 
 (a) tutorial: per image, read the whole file, ``Image.open``, ``resize``, one interpreter call,
     softmax. (b) project: the chunk task code end to end (fetch from storage with a thread pool,
@@ -14,10 +15,14 @@ shapes and sensor-like noise, JPEG quality 90) and the model (the tutorial ``cnn
 trained by ``training.pipeline.run_training`` on a small generated set) are cached under
 ``var/bench/``; delete that folder to rebuild them.
 
-TODO(lead): Appwrite emulator column. The storage branch (``catalog.storage.AppwriteStorage``,
-``read_image_bytes``) is not on main yet; once it is, upload the photos to the emulator bucket
-(tests/support/appwrite_emulator.py), set ``APPWRITE_*`` in ``_django_env`` and run mode (b)
-again with ``--storage appwrite``.
+``--storage appwrite`` (or ``both``, the default) also runs mode (b) against Appwrite Storage:
+the bench process starts the in-memory emulator (tests/support/appwrite_emulator.py, a thread
+server the qcluster reaches over loopback), a setup step with ``APPWRITE_*`` set saves the photos
+and the model through ``AppwriteStorage`` itself (so names map to file ids exactly as in
+production) into a separate bench database, and mode (b) runs once fetching originals and once
+with ``APPWRITE_CLASSIFY_FROM_PREVIEW=1`` (a server-side JPEG preview at the fetch size). The
+emulator renders previews with Pillow on the same cores as the workers, so the preview row is a
+lower bound on what a real Appwrite server (on its own machine) would give.
 """
 
 from __future__ import annotations
@@ -56,12 +61,19 @@ CEILING_BATCH = 64
 # A qcluster is ready within seconds; past this the bench starts timing anyway (and says so in
 # the cluster log) rather than hang.
 CLUSTER_START_SECONDS = 60
+# Appwrite runs: their own database (the bucket is in memory, so it is rebuilt every run) and the
+# emulator's credentials; any non-empty project/key works, the emulator checks they match.
+APPWRITE_DB = SITE_DIR / "bench-appwrite.sqlite3"
+APPWRITE_BUCKET = "bench-images"
+APPWRITE_PROJECT = "bench"
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--n", type=int, default=1000, help="products per photo size")
     parser.add_argument("--sizes", default="1600x1200,4000x3000")
+    parser.add_argument("--storage", choices=("local", "appwrite", "both"), default="both",
+                        help="where mode (b) reads photos from (a and c always read local files)")
     parser.add_argument("--mode", help=argparse.SUPPRESS)  # internal: run one measurement
     parser.add_argument("--size", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -74,16 +86,38 @@ def main() -> None:
     _ensure_model()
     for width, height in sizes:
         _ensure_photos(width, height)
-    _run(["--mode", "setup", "--n", str(args.n), "--sizes", args.sizes])
+    setup = ["--mode", "setup", "--n", str(args.n), "--sizes", args.sizes]
+    _run(setup)
     rows = [("import tensorflow (baseline)", _run(["--mode", "tf"])),
             ("import LiteRT+Django (baseline)", _run(["--mode", "litert"]))]
-    table = []
-    for width, height in sizes:
-        size = f"{width}x{height}"
-        results = {m: _run(["--mode", m, "--size", size, "--n", str(args.n)])
-                   for m in MEASURED}
-        table.append((size, results))
-    _print_table(args.n, table, rows)
+    runs = [r for r in RUNS if r[1] in ("", "memory") or args.storage in ("both", r[1])]
+    emulator = None
+    if any(r[1] == "appwrite" for r in runs):
+        sys.path.insert(0, str(ROOT))
+        from tests.support.appwrite_emulator import AppwriteEmulator
+
+        emulator = AppwriteEmulator(project_id=APPWRITE_PROJECT).start()
+        emulator.create_bucket(APPWRITE_BUCKET)
+        APPWRITE_DB.unlink(missing_ok=True)  # its model/photo rows point into the old bucket
+        _run(setup, _storage_env("appwrite", emulator))
+    try:
+        table = []
+        for width, height in sizes:
+            size = f"{width}x{height}"
+            results = {}
+            for key, storage, mode, _ in runs:
+                if storage == "appwrite":
+                    emulator.requests_log.clear()
+                results[key] = _run(["--mode", mode, "--size", size, "--n", str(args.n)],
+                                    _storage_env(storage, emulator,
+                                                 preview=key.endswith("preview")))
+                if storage == "appwrite":
+                    results[key]["served"] = _served(emulator, key)
+            table.append((size, results))
+    finally:
+        if emulator is not None:
+            emulator.stop()
+    _print_table(args.n, table, rows, runs)
 
 
 def _peak_rss_mb(pid: int | str = "self") -> float:
@@ -97,8 +131,8 @@ def _peak_rss_mb(pid: int | str = "self") -> float:
 
 # --- Orchestration ---------------------------------------------------------------------------
 
-def _run(extra: list[str]) -> dict:
-    env = _django_env()
+def _run(extra: list[str], env_extra: dict[str, str] | None = None) -> dict:
+    env = {**_django_env(), **(env_extra or {})}
     proc = subprocess.run([sys.executable, __file__, *extra], cwd=ROOT, env=env,
                           capture_output=True, text=True)
     if proc.returncode != 0:
@@ -115,28 +149,51 @@ def _django_env() -> dict[str, str]:
             "DJANGO_LOG_LEVEL": "WARNING", "PYTHONPATH": str(ROOT)}
 
 
-def _print_table(n: int, table, baselines) -> None:
+def _storage_env(storage: str, emulator=None, *, preview: bool = False) -> dict[str, str]:
+    """Extra environment of a step that uses ``storage`` (nothing for local files)."""
+    if storage != "appwrite":
+        return {}
+    return {"DATABASE_URL": f"sqlite:///{APPWRITE_DB}", "APPWRITE_ENDPOINT": emulator.endpoint,
+            "APPWRITE_PROJECT_ID": emulator.project_id, "APPWRITE_API_KEY": emulator.api_key,
+            "APPWRITE_BUCKET_ID": APPWRITE_BUCKET,
+            "APPWRITE_CLASSIFY_FROM_PREVIEW": "1" if preview else "0"}
+
+
+def _served(emulator, key: str) -> str:
+    """What the emulator served during one run; proves the run really read from Appwrite."""
+    downloads = len(emulator.requests_to(r"/files/[^/]+/download$", "GET"))
+    previews = len(emulator.requests_to(r"/files/[^/]+/preview$", "GET"))
+    if downloads + previews == 0:
+        sys.exit(f"bench step {key} never fetched from the Appwrite emulator")
+    return f"emulator served {downloads} downloads (model included), {previews} previews"
+
+
+def _print_table(n: int, table, baselines, runs) -> None:
     print(f"\nClassification throughput, N={n} per size, model: tutorial cnn "
-          f"{MODEL_SIZE[0]}x{MODEL_SIZE[1]}, storage: local files, {os.cpu_count()} cores")
+          f"{MODEL_SIZE[0]}x{MODEL_SIZE[1]}, {os.cpu_count()} cores")
     print("Peak RSS: VmHWM of the measuring process; for (b) the largest qcluster worker.")
-    print(f"{'photos':<10} {'mode':<34} {'img/s':>8} {'ms/img':>8} {'peak RSS MB':>12} "
-          f"{'vs (a)':>7} {'vs (c)':>7}")
+    print(f"{'photos':<10} {'mode':<34} {'storage':<18} {'img/s':>8} {'ms/img':>8} "
+          f"{'peak RSS MB':>12} {'vs (a)':>7} {'vs (c)':>7}")
     for size, results in table:
-        for mode, name in MEASURED.items():
-            r = results[mode]
+        for key, _, _, (name, where) in runs:
+            r = results[key]
             rate = r["images"] / r["seconds"]
             vs_a = rate / (results["a"]["images"] / results["a"]["seconds"])
             vs_c = rate / (results["c"]["images"] / results["c"]["seconds"])
-            print(f"{size:<10} {name:<34} {rate:>8.1f} {1000 / rate:>8.1f} "
+            print(f"{size:<10} {name:<34} {where:<18} {rate:>8.1f} {1000 / rate:>8.1f} "
                   f"{r['rss_mb']:>12.0f} {vs_a:>6.1f}x {vs_c:>6.2f}x")
         c = results["c"]["labels"]
-        for mode in ("b", "b1"):
-            same = sum(results[mode]["labels"].get(k) == v for k, v in c.items())
-            print(f"{size:<10} top-1 identical ({mode}) vs (c): {same}/{len(c)}"
-                  + ("" if same == len(c) else "  <-- MISMATCH"))
+        for key in results:
+            if key in ("a", "c"):
+                continue
+            same = sum(results[key]["labels"].get(k) == v for k, v in c.items())
+            # A preview is resized by the server, so its pixels (and a few labels) may differ.
+            flag = "  (preview pixels differ)" if key.endswith("preview") else "  <-- MISMATCH"
+            served = f"  [{results[key]['served']}]" if "served" in results[key] else ""
+            print(f"{size:<10} top-1 identical ({key}) vs (c): {same}/{len(c)}"
+                  + ("" if same == len(c) else flag) + served)
     for name, r in baselines:
-        print(f"{'baseline':<10} {name:<34} {'':>8} {'':>8} {r['rss_mb']:>12.0f}")
-    print("Appwrite emulator: TODO (storage branch not on main yet; see module docstring)")
+        print(f"{'baseline':<10} {name:<34} {'':<18} {'':>8} {'':>8} {r['rss_mb']:>12.0f}")
 
 
 # --- Cached assets -----------------------------------------------------------------------------
@@ -235,14 +292,21 @@ def _photo_names(width: int, height: int, n: int) -> list[str]:
 # --- Subprocess modes --------------------------------------------------------------------------
 
 def _setup(args) -> dict:
-    """Bench database: categories for the labels, an active model version, N products per size."""
+    """Bench database: categories for the labels, an active model version, N products per size.
+
+    With ``APPWRITE_*`` set (a fresh database and bucket), the model file and the distinct photos
+    are saved through ``AppwriteStorage``, so each product's image name maps to its file id.
+    """
     import hashlib
 
     import django
     from django.core.files.base import ContentFile
+    from django.core.files.storage import default_storage
     from django.core.management import call_command
 
     django.setup()
+    from django.conf import settings
+
     from catalog.models import Category, Product
     from classifier.models import ModelVersion
     from classifier.services import model_version_activate
@@ -264,6 +328,10 @@ def _setup(args) -> dict:
     Product.objects.filter(sku__startswith="bench-").delete()
     for spec in args.sizes.split(","):
         width, height = (int(v) for v in spec.split("x"))
+        if settings.USE_APPWRITE:
+            for name in sorted(set(_photo_names(width, height, args.n))):
+                saved = default_storage.save(name, ContentFile((MEDIA_DIR / name).read_bytes()))
+                assert saved == name, (saved, name)
         Product.objects.bulk_create([
             Product(sku=f"bench-{spec}-{i:05d}", title=f"Bench {i}", image=name)
             for i, name in enumerate(_photo_names(width, height, args.n))])
@@ -311,8 +379,9 @@ def _project(args) -> dict:
 
     log = SITE_DIR / "qcluster.log"
     with open(log, "wb") as out:
+        # os.environ is the step's environment (local or Appwrite), set by the bench's _run.
         cluster = subprocess.Popen([sys.executable, "manage.py", "qcluster"], cwd=ROOT,
-                                   env={**_django_env(), "DJANGO_LOG_LEVEL": "INFO"},
+                                   env={**os.environ, "DJANGO_LOG_LEVEL": "INFO"},
                                    stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
     try:
         ready_by = time.monotonic() + CLUSTER_START_SECONDS
@@ -425,8 +494,17 @@ def _import_litert(args) -> dict:
 
 MODES = {"train": _train, "setup": _setup, "a": _tutorial, "b": _project, "b1": _project_sync,
          "c": _ceiling, "tf": _import_tf, "litert": _import_litert}
-MEASURED = {"a": "(a) tutorial, per image", "b": "(b) task code, qcluster 2 workers",
-            "b1": "(b') task code, one process --sync", "c": "(c) ceiling, bytes in memory"}
+# (result key, storage it needs, mode, (row name, storage column)); storage "" and "memory" rows
+# always run (they are the references the others are compared with).
+RUNS = [
+    ("a", "", "a", ("(a) tutorial, per image", "local files")),
+    ("b", "local", "b", ("(b) task code, qcluster 2 workers", "local files")),
+    ("b1", "local", "b1", ("(b') task code, one process --sync", "local files")),
+    ("b-appwrite", "appwrite", "b", ("(b) task code, qcluster 2 workers", "appwrite emulator")),
+    ("b-appwrite-preview", "appwrite", "b",
+     ("(b) task code, qcluster 2 workers", "appwrite, preview")),
+    ("c", "memory", "c", ("(c) ceiling, bytes in memory", "in memory")),
+]
 
 if __name__ == "__main__":
     main()
