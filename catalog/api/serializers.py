@@ -12,6 +12,18 @@ from catalog.models import Category, Product
 LIST_THUMBNAIL_SIZE = 320
 
 
+class CategorySlugField(serializers.SlugRelatedField):
+    """A category by slug; a slug holding NUL is "not found" instead of a database error.
+
+    PostgreSQL rejects NUL in text parameters outright, so the lookup must never be sent.
+    """
+
+    def to_internal_value(self, data):
+        if isinstance(data, str) and "\x00" in data:
+            self.fail("does_not_exist", slug_name=self.slug_field, value=data.replace("\x00", ""))
+        return super().to_internal_value(data)
+
+
 def _absolute(request, url: str | None) -> str | None:
     if not url:
         return None
@@ -139,7 +151,7 @@ class ProductWriteSerializer(serializers.ModelSerializer):
     image is checked (type, integrity, size) and, once saved, classified in the background.
     """
 
-    category = serializers.SlugRelatedField(
+    category = CategorySlugField(
         slug_field="slug", queryset=Category.objects.all(), required=False, allow_null=True,
     )
     image = serializers.FileField(required=False, write_only=True)
