@@ -36,8 +36,10 @@ class ClassificationJobAdmin(admin.ModelAdmin):
                     "done_count", "failed_count", "created_at", "finished_at"]
     list_filter = ["status", "model_version"]
     # The page reloads itself while the job runs (templates/admin/classifier/classificationjob).
-    readonly_fields = ["progress_bar", *[f.name for f in ClassificationJob._meta.fields],
-                       "failures"]
+    # product_ids (for resuming stalled jobs) can hold a whole catalog's ids: not shown.
+    exclude = ["product_ids"]
+    readonly_fields = ["progress_bar", *[f.name for f in ClassificationJob._meta.fields
+                                         if f.name != "product_ids"], "failures"]
     list_select_related = ["model_version"]
 
     @admin.display(description="Progress")

@@ -94,6 +94,15 @@ class ClassificationJob(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
+    # What the job covers and when it last moved: lets classification_jobs_resume_stalled
+    # re-enqueue the products of a chunk whose worker died (the Redis broker never re-delivers).
+    product_ids = models.JSONField(default=list, blank=True, help_text="Products the job covers.")
+    last_progress_at = models.DateTimeField(
+        null=True, blank=True, help_text="When the job started or a chunk last wrote results.",
+    )
+    resume_count = models.PositiveSmallIntegerField(
+        default=0, help_text="Times stalled chunks were enqueued again.",
+    )
 
     class Meta:
         ordering = ["-created_at", "-id"]

@@ -11,3 +11,8 @@ def classification_chunk_hook(task) -> None:
     """After each chunk task: a chunk that failed as a whole fails its job with the reason."""
     if not task.success:
         services.classification_chunk_failed(job_id=task.args[0], error=str(task.result))
+
+
+def classification_jobs_resume_stalled() -> int:
+    """Scheduled (see migration 0003): re-enqueue chunks lost with a killed worker."""
+    return services.classification_jobs_resume_stalled()

@@ -5,6 +5,7 @@ from classifier.services.jobs import (
     classification_chunk_run,
     classification_job_run_sync,
     classification_job_start,
+    classification_jobs_resume_stalled,
     classify_products,
 )
 from classifier.services.model_versions import model_version_activate
@@ -20,6 +21,7 @@ __all__ = [
     "classification_chunk_run",
     "classification_job_run_sync",
     "classification_job_start",
+    "classification_jobs_resume_stalled",
     "classify_products",
     "model_version_activate",
     "predict_images",

@@ -8,6 +8,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
+from datetime import timedelta
 
 import numpy as np
 from django.conf import settings
@@ -31,6 +32,16 @@ CHUNK_HOOK = "classifier.tasks.classification_chunk_hook"
 
 # Decoding threads per chunk: one per core (see classify_products).
 DECODE_WORKERS = os.cpu_count() or 2
+
+# A job whose last progress is older than the broker's retry plus this margin counts as stalled:
+# the ORM broker re-delivers a dead worker's chunk after ``retry`` seconds, so it gets its chance
+# first (no duplicate work), and since retry > timeout no chunk can still be running by then.
+# The margin covers the re-delivered chunk's own fetch and inference before it writes.
+STALL_MARGIN_SECONDS = 120
+
+# A job resumed this often without finishing has a chunk that kills its worker (or the queue is
+# broken): fail it with a reason instead of re-enqueueing forever.
+MAX_RESUMES = 3
 
 # Ids per existence query: under SQLite's smallest bound-parameter limit (999).
 ID_BATCH = 900
@@ -60,7 +71,8 @@ def classification_job_start(
     with transaction.atomic():
         job = ClassificationJob.objects.create(
             model_version_id=version_id, scope=scope[:200], total=len(ids),
-            chunk_count=len(chunks), created_by=created_by,
+            chunk_count=len(chunks), created_by=created_by, product_ids=ids,
+            last_progress_at=timezone.now(),
         )
         if not ids:
             _finish(job.pk)
@@ -91,6 +103,8 @@ def classification_chunk_run(*, job_id: int, product_ids: list[int]) -> dict:
     ClassificationJob.objects.filter(pk=job_id, started_at__isnull=True).update(
         started_at=timezone.now()
     )
+    # A chunk starting is progress too: a job waiting behind a long queue is not stalled.
+    ClassificationJob.objects.filter(pk=job_id).update(last_progress_at=timezone.now())
     ClassificationJob.objects.filter(pk=job_id, status=JobStatus.QUEUED).update(
         status=JobStatus.RUNNING
     )
@@ -110,7 +124,7 @@ def classification_chunk_run(*, job_id: int, product_ids: list[int]) -> dict:
         vanished = len(set(product_ids) - recorded_now - {p.pk for p in products})
         ClassificationJob.objects.filter(pk=job_id).update(
             done_count=F("done_count") + done, failed_count=F("failed_count") + failed,
-            total=F("total") - vanished,
+            total=F("total") - vanished, last_progress_at=timezone.now(),
         )
         _finish_if_complete(job_id)
     logger.info("Job %s chunk: %s done, %s failed, %s skipped; fetch+decode %.2fs, infer "
@@ -190,6 +204,65 @@ def classification_job_run_sync(
     return job
 
 
+def classification_jobs_resume_stalled(*, stalled_after: float | None = None) -> int:
+    """Re-enqueue the unrecorded products of unfinished jobs that stopped making progress.
+
+    django-q2's Redis broker never re-delivers a task whose worker was killed, so without this
+    the job would stay "running" forever; the scheduled task runs it every few minutes on any
+    broker. Chunk tasks skip products already recorded for the job, so a chunk that is also
+    re-delivered late (ORM broker) or still queued only costs a no-op run.
+
+    Args:
+        stalled_after: Seconds without progress before a job counts as stalled; default the
+            broker's retry plus ``STALL_MARGIN_SECONDS``.
+
+    Returns:
+        The number of chunk tasks enqueued (on commit).
+    """
+    if stalled_after is None:
+        stalled_after = settings.Q_CLUSTER["retry"] + STALL_MARGIN_SECONDS
+    cutoff = timezone.now() - timedelta(seconds=stalled_after)
+    stalled = ClassificationJob.objects.filter(
+        finished_at__isnull=True, status__in=[JobStatus.QUEUED, JobStatus.RUNNING],
+        last_progress_at__lte=cutoff,
+    ).values_list("pk", flat=True)
+    enqueued = 0
+    for job_id in list(stalled):
+        enqueued += _job_resume(job_id, cutoff)
+    if enqueued:
+        logger.warning("Resumed stalled classification jobs: %s chunks enqueued", enqueued)
+    return enqueued
+
+
+def _job_resume(job_id: int, cutoff) -> int:
+    """Enqueue chunks for one stalled job's unrecorded products; the number enqueued."""
+    with transaction.atomic():
+        job = (ClassificationJob.objects.select_for_update()
+               .filter(pk=job_id, finished_at__isnull=True, last_progress_at__lte=cutoff).first())
+        if job is None:  # progressed or finished meanwhile
+            return 0
+        recorded = set(PredictionRecord.objects.filter(job_id=job_id)
+                       .values_list("product_id", flat=True))
+        missing = [pk for pk in job.product_ids if pk not in recorded]
+        if not missing:  # every product recorded but the counts never closed the job
+            _finish_if_complete(job_id)
+            return 0
+        if job.resume_count >= MAX_RESUMES:
+            classification_chunk_failed(
+                job_id=job_id, error=f"Stalled: {len(missing)} products still unclassified "
+                f"after {job.resume_count} resumes (a chunk keeps killing its worker?)")
+            return 0
+        chunks = _chunks(missing, settings.CLASSIFIER["CHUNK_SIZE"])
+        # Progress stamp now: the next scheduled check waits a full window for these chunks.
+        ClassificationJob.objects.filter(pk=job_id).update(
+            last_progress_at=timezone.now(), resume_count=F("resume_count") + 1,
+        )
+        transaction.on_commit(lambda: _enqueue_chunks(job_id, chunks, resumed=True))
+    logger.warning("Classification job %s stalled: re-enqueued %s products in %s chunks",
+                   job_id, len(missing), len(chunks))
+    return len(chunks)
+
+
 class _ReadAhead:
     """Lets fetch number ``i`` start only once ``i - limit`` images are decoded.
 
@@ -264,12 +337,13 @@ def _finish(job_id: int) -> None:
     )
 
 
-def _enqueue_chunks(job_id: int, chunks: list[list[int]]) -> None:
+def _enqueue_chunks(job_id: int, chunks: list[list[int]], *, resumed: bool = False) -> None:
     from django_q.tasks import async_task
 
+    prefix = f"job-{job_id}-resumed" if resumed else f"job-{job_id}"
     for number, chunk in enumerate(chunks, 1):
         async_task(CHUNK_TASK, job_id, chunk, group=f"job-{job_id}", hook=CHUNK_HOOK,
-                   task_name=f"job-{job_id}-chunk-{number}")
+                   task_name=f"{prefix}-chunk-{number}")
 
 
 def _product_ids(products) -> list[int]:
