@@ -12,7 +12,6 @@ from rest_framework.test import APIClient
 from catalog.models import Category, Product
 from classifier.models import ModelVersion
 from classifier.services import model_version_activate
-from tests.api import standins
 from tests.support.tiny_model import make_tiny_tflite, solid_color_jpeg, tiny_contract
 
 # Every permission the staff role holds in these tests: the API's write and read rights.
@@ -25,9 +24,8 @@ STAFF_PERMISSIONS = [
 
 
 @pytest.fixture(autouse=True)
-def _fresh_throttles_and_standins(monkeypatch):
+def _fresh_throttles():
     cache.clear()  # throttle counters live in the cache; each test starts with none used
-    standins.install(monkeypatch)
 
 
 def _client_for(user) -> APIClient:

@@ -113,3 +113,13 @@ def test_anonymous_classify_is_throttled_at_the_configured_rate(clients):
     assert codes[-1] == 429
     # Staff are not throttled by the anonymous rate.
     assert clients["staff"].post("/api/v1/classify/", {}, format="json").status_code == 400
+
+def test_nul_characters_in_a_category_slug_or_search_are_a_400_or_ignored_never_a_500(clients):
+    # Found by the schema fuzzer on PostgreSQL, which refuses NUL in any query parameter.
+    response = clients["staff"].post("/api/v1/products/",
+                                     {"sku": "NUL-1", "title": "t", "category": "fr\x00uit"},
+                                     format="json")
+    assert response.status_code == 400, response.content
+    assert "category" in str(response.json()), response.json()
+    searched = clients["anonymous"].get("/api/v1/products/", {"search": "a\x00"})
+    assert searched.status_code in (200, 400), searched.content
