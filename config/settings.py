@@ -7,6 +7,7 @@ every variable; the README's configuration table explains each.
 """
 
 import os
+import secrets
 from pathlib import Path
 
 import environ
@@ -16,6 +17,23 @@ BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(environ.Env().str("CATALOG_VAR_DIR", default=str(BASE_DIR / "var")))
 
 env = environ.Env()
+
+
+def _development_secret_key(path: Path) -> str:
+    """A random key kept under var/ for development: never committed, shared by every local
+    process (the web server and qcluster workers sign task payloads with it), made once."""
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        draft = path.with_name(f"{path.name}.{os.getpid()}")
+        draft.write_text(secrets.token_urlsafe(50))
+        try:
+            os.link(draft, path)  # atomic: processes starting at once all read the same key
+        except FileExistsError:
+            pass
+        finally:
+            draft.unlink()
+    return path.read_text().strip()
+
 # A developer's .env (never committed) is read when present; real environments set variables.
 environ.Env.read_env(BASE_DIR / ".env", overwrite=False)
 
@@ -30,7 +48,7 @@ if not SECRET_KEY:
             "DJANGO_SECRET_KEY is not set. Set it to a long random string in production, or set "
             "DJANGO_DEBUG=1 for local development (make demo and make test do this)."
         )
-    SECRET_KEY = "insecure-local-development-only-key-do-not-use-in-production"
+    SECRET_KEY = _development_secret_key(VAR_DIR / ".dev-secret-key")
 
 ALLOWED_HOSTS = env.list(
     "DJANGO_ALLOWED_HOSTS", default=["localhost", "127.0.0.1", "[::1]"] if DEBUG else []

@@ -3,12 +3,9 @@
 from django.conf import settings
 from django.db import models
 
-
-class TrainingStatus(models.TextChoices):
-    QUEUED = "queued", "Queued"
-    RUNNING = "running", "Running"
-    SUCCEEDED = "succeeded", "Succeeded"
-    FAILED = "failed", "Failed"
+# A training run moves through the same states as a classification job (training depends on
+# classifier, never the other way), so the admin and API show one vocabulary.
+from classifier.models import JobStatus as TrainingStatus
 
 
 class ActivationPolicy(models.TextChoices):
