@@ -1,9 +1,14 @@
-"""LiteRT inference core: a batch-first image classifier over one ``.tflite`` model (no TF)."""
+"""LiteRT inference core: a batch-first image classifier over one ``.tflite`` model (no TF).
+
+A model has one output (logits or probabilities) or two: the logits and the backbone's pooled
+image embedding, computed by the same invoke (what similar-product search and duplicate
+detection use, at no extra inference cost).
+"""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 from ai_edge_litert.interpreter import Interpreter
@@ -26,11 +31,15 @@ _TENSOR_DTYPES = {"float32": np.float32, "uint8": np.uint8, "int8": np.int8}
 
 @dataclass(frozen=True)
 class Prediction:
-    """One image's result: the best label, its probability, and the ``k`` best (label, prob)."""
+    """One image's result: the best label, its probability, and the ``k`` best (label, prob).
+
+    ``embedding`` is the image's float32 backbone embedding when the model exports one.
+    """
 
     label: str
     confidence: float
     top_k: list[tuple[str, float]]
+    embedding: np.ndarray | None = field(default=None, compare=False, repr=False)
 
 
 def softmax(logits) -> np.ndarray:
@@ -45,7 +54,8 @@ def softmax(logits) -> np.ndarray:
     return (exps / exps.sum(axis=-1, keepdims=True)).astype(np.float32)
 
 
-def top_k(probs: np.ndarray, labels: Sequence[str], k: int = DEFAULT_TOP_K) -> list[Prediction]:
+def top_k(probs: np.ndarray, labels: Sequence[str], k: int = DEFAULT_TOP_K,
+          embeddings: np.ndarray | None = None) -> list[Prediction]:
     """The ``k`` most probable labels per row, ties broken by the lower label index.
 
     A stable argsort is used rather than ``argpartition``: with tied probabilities at the cut,
@@ -55,6 +65,7 @@ def top_k(probs: np.ndarray, labels: Sequence[str], k: int = DEFAULT_TOP_K) -> l
         probs: ``(N, C)`` probabilities (one row per image).
         labels: ``C`` labels in the model's output order.
         k: How many labels to keep; clipped to ``C``.
+        embeddings: Optional ``(N, D)`` embeddings, attached to the predictions row by row.
 
     Returns:
         One :class:`Prediction` per row.
@@ -70,9 +81,11 @@ def top_k(probs: np.ndarray, labels: Sequence[str], k: int = DEFAULT_TOP_K) -> l
     k = min(k, len(labels))
     order = np.argsort(-probs, axis=1, kind="stable")[:, :k]
     predictions = []
-    for row, indices in zip(probs, order, strict=True):
+    for n, (row, indices) in enumerate(zip(probs, order, strict=True)):
         best = [(labels[i], float(row[i])) for i in indices]
-        predictions.append(Prediction(label=best[0][0], confidence=best[0][1], top_k=best))
+        embedding = None if embeddings is None else embeddings[n]
+        predictions.append(Prediction(label=best[0][0], confidence=best[0][1], top_k=best,
+                                      embedding=embedding))
     return predictions
 
 
@@ -110,7 +123,8 @@ class LiteRTClassifier:
         self.max_batch = max_batch
         self.invoke_count = 0  # For logs and benchmarks: one invoke per (sub-)batch.
         self._interpreter = _load_interpreter(model_content, num_threads=num_threads)
-        input_detail, output_detail = _single_io(self._interpreter)
+        input_detail, output_detail, embedding_detail = _model_io(self._interpreter,
+                                                                  len(self.labels))
         _check_input(input_detail, contract)
         _check_output(output_detail, self.labels)
         self._input_index = input_detail["index"]
@@ -118,7 +132,13 @@ class LiteRTClassifier:
         self._input_dtype = input_detail["dtype"]
         self._input_quantization = tuple(input_detail["quantization"])
         self._output_quantization = tuple(output_detail["quantization"])
+        self._embedding = embedding_detail
         self._batch_size = int(input_detail["shape"][0])
+
+    @property
+    def embedding_dim(self) -> int:
+        """Width of the model's embedding output, 0 when it exports none."""
+        return 0 if self._embedding is None else int(self._embedding["shape"][-1])
 
     def predict_proba(self, batch_uint8: np.ndarray) -> np.ndarray:
         """Class probabilities for a decoded batch, one invoke per ``max_batch`` images.
@@ -128,6 +148,17 @@ class LiteRTClassifier:
 
         Returns:
             ``(N, C)`` float32 probabilities, columns in ``labels`` order.
+
+        Raises:
+            ValueError: The batch does not have the contract's shape or dtype.
+        """
+        return self.predict(batch_uint8)[0]
+
+    def predict(self, batch_uint8: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        """Probabilities and (when the model has one) embeddings, from the same invokes.
+
+        Returns:
+            ``(N, C)`` float32 probabilities and ``(N, D)`` float32 embeddings or ``None``.
 
         Raises:
             ValueError: The batch does not have the contract's shape or dtype.
@@ -142,12 +173,16 @@ class LiteRTClassifier:
             self._invoke(inputs[start : start + self.max_batch])
             for start in range(0, len(inputs), self.max_batch)
         ]
+        embeddings = None
+        if self._embedding is not None:
+            embeddings = (np.concatenate([e for _, e in outputs]) if outputs
+                          else np.zeros((0, self.embedding_dim), np.float32))
         if not outputs:
-            return np.zeros((0, len(self.labels)), dtype=np.float32)
-        raw = _dequantize(np.concatenate(outputs), self._output_quantization)
+            return np.zeros((0, len(self.labels)), dtype=np.float32), embeddings
+        raw = _dequantize(np.concatenate([o for o, _ in outputs]), self._output_quantization)
         if self.contract.output == "logits":
-            return softmax(raw)
-        return raw.astype(np.float32)
+            return softmax(raw), embeddings
+        return raw.astype(np.float32), embeddings
 
     def predict_bytes(
         self, items: Sequence[bytes], *, k: int = DEFAULT_TOP_K
@@ -159,10 +194,11 @@ class LiteRTClassifier:
         """
         batch, errors = decode_images(items, size=self.contract.size)
         good_rows = [row for row, error in enumerate(errors) if error is None]
-        predictions = iter(top_k(self.predict_proba(batch[good_rows]), self.labels, k=k))
+        probs, embeddings = self.predict(batch[good_rows])
+        predictions = iter(top_k(probs, self.labels, k=k, embeddings=embeddings))
         return [next(predictions) if error is None else error for error in errors]
 
-    def _invoke(self, inputs: np.ndarray) -> np.ndarray:
+    def _invoke(self, inputs: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
         """Run one invoke; resize the batch dimension (and reallocate) only when it changes."""
         if len(inputs) != self._batch_size:
             shape = [len(inputs), self.contract.height, self.contract.width, 3]
@@ -178,7 +214,11 @@ class LiteRTClassifier:
         self._interpreter.set_tensor(self._input_index, inputs)
         self._interpreter.invoke()
         self.invoke_count += 1
-        return self._interpreter.get_tensor(self._output_index)
+        embedding = None
+        if self._embedding is not None:
+            embedding = _dequantize(self._interpreter.get_tensor(self._embedding["index"]),
+                                    tuple(self._embedding["quantization"]))
+        return self._interpreter.get_tensor(self._output_index), embedding
 
 
 def _load_interpreter(model_content: bytes, *, num_threads: int) -> Interpreter:
@@ -195,14 +235,44 @@ def _load_interpreter(model_content: bytes, *, num_threads: int) -> Interpreter:
     return interpreter
 
 
-def _single_io(interpreter: Interpreter) -> tuple[dict, dict]:
+def _model_io(interpreter: Interpreter, num_labels: int) -> tuple[dict, dict, dict | None]:
+    """The input, the class-score output and the optional embedding output.
+
+    Two outputs are told apart by their signature names (``logits``/``embedding``, what the
+    training pipeline exports) and, for models converted elsewhere, by width: the class-score
+    output has one column per label.
+    """
     inputs, outputs = interpreter.get_input_details(), interpreter.get_output_details()
-    if len(inputs) != 1 or len(outputs) != 1:
+    if len(inputs) != 1 or len(outputs) not in (1, 2):
         raise ModelContractError(
             f"The model has {len(inputs)} inputs and {len(outputs)} outputs; an image classifier "
-            "needs exactly one of each. Re-export it from the training pipeline."
+            "needs one input and one output (class scores), or two (class scores and an "
+            "embedding). Re-export it from the training pipeline."
         )
-    return inputs[0], outputs[0]
+    if len(outputs) == 1:
+        return inputs[0], outputs[0], None
+    named = _signature_outputs(interpreter)
+    if {"logits", "embedding"} <= named.keys():
+        by_index = {d["index"]: d for d in outputs}
+        return inputs[0], by_index[named["logits"]], by_index[named["embedding"]]
+    scores = [d for d in outputs if int(d["shape"][-1]) == num_labels]
+    if len(scores) != 1:
+        raise ModelContractError(
+            f"The model has two outputs of widths {[int(d['shape'][-1]) for d in outputs]} and "
+            f"{num_labels} labels: which one holds the class scores is ambiguous. Re-export it "
+            "from the training pipeline (outputs named 'logits' and 'embedding')."
+        )
+    embedding = next(d for d in outputs if d is not scores[0])
+    return inputs[0], scores[0], embedding
+
+
+def _signature_outputs(interpreter: Interpreter) -> dict[str, int]:
+    """Output tensor index by signature name, for the model's single signature (or none)."""
+    signatures = interpreter.get_signature_list()
+    if len(signatures) != 1:
+        return {}
+    runner = interpreter.get_signature_runner(next(iter(signatures)))
+    return {name: detail["index"] for name, detail in runner.get_output_details().items()}
 
 
 def _check_input(detail: dict, contract: InputContract) -> None:

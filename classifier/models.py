@@ -5,6 +5,7 @@ from django.db import models
 from django.db.models import Q
 
 from catalog.storage import model_files_storage
+from classifier.thresholds import auto_fill_threshold
 
 
 class ModelVersion(models.Model):
@@ -35,6 +36,19 @@ class ModelVersion(models.Model):
     dataset_stats = models.JSONField(default=dict, blank=True)
     metrics = models.JSONField(default=dict, blank=True)
     history = models.JSONField(default=dict, blank=True, help_text="Per-epoch training curves.")
+    # Chosen at training time for a target precision (see training/calibration.py):
+    # {"target_precision": 0.95, "global": 0.83 | None, "per_category": {slug: threshold}}.
+    # Empty for versions trained before thresholds existed: the settings' threshold applies.
+    auto_fill_thresholds = models.JSONField(
+        default=dict, blank=True,
+        help_text="Confidence at or above which a prediction fills the shop category.",
+    )
+    # Embeddings are comparable only between models sharing a backbone and its weights.
+    embedding_backbone = models.CharField(
+        max_length=120, blank=True,
+        help_text="Backbone (and weights) that produced this model's image embeddings.",
+    )
+    embedding_dim = models.PositiveIntegerField(default=0)
     notes = models.TextField(blank=True)
 
     is_active = models.BooleanField(default=False)
@@ -65,6 +79,16 @@ class ModelVersion(models.Model):
     @property
     def accuracy(self) -> float | None:
         return self.metrics.get("accuracy") if isinstance(self.metrics, dict) else None
+
+    def auto_fill_threshold(self, label: str, default: float) -> float:
+        """The confidence a prediction of ``label`` needs to fill the shop category.
+
+        A category's own threshold when training chose one, else the version's global one;
+        ``default`` (the settings' threshold) for versions without thresholds. A version whose
+        thresholds say no confidence is precise enough (``None``) never fills a category.
+        """
+        return auto_fill_threshold(self.auto_fill_thresholds, label, default)
+
 
 
 class JobStatus(models.TextChoices):

@@ -238,8 +238,12 @@ CATALOG_IMPORT_ROOTS = [
 
 # --- Classifier ---------------------------------------------------------------------------------
 CLASSIFIER = {
-    # At or above this confidence a prediction fills the shop category (when no person set it);
-    # below, the product goes to the review queue.
+    # Training chooses each model version's auto-fill thresholds so that the categories it fills
+    # on its own are right at least this often (measured out of fold, conservatively); below
+    # its threshold a prediction goes to the review queue.
+    "TARGET_PRECISION": env.float("CLASSIFIER_TARGET_PRECISION", default=0.95),
+    # The threshold for model versions without their own (trained before thresholds existed,
+    # or imported from elsewhere).
     "CONFIDENCE_THRESHOLD": env.float("CLASSIFIER_CONFIDENCE_THRESHOLD", default=0.6),
     # Products per background task: big enough to amortise model start-up and one batched
     # invoke, small enough that several workers share a job and a retry redoes little.

@@ -16,9 +16,9 @@ EVALUATION_FIELDS = ["metrics_summary", "per_category_table", "confusion_matrix_
 
 
 def _evaluated(version) -> dict | None:
-    """The metrics of the evaluated model: the exported file, or Keras for a re-export."""
+    """The held-out metrics: out-of-fold (or validation split) predictions of the version."""
     metrics = version.metrics or {}
-    return metrics.get(metrics.get("evaluated", "tflite_validation"))
+    return metrics.get("oof") or metrics.get(metrics.get("evaluated", "tflite_validation"))
 
 
 class ModelVersionTrainingMixin:
@@ -71,7 +71,12 @@ class ModelVersionTrainingMixin:
         metrics = obj.metrics or {}
         keras, tflite = metrics.get("keras_validation"), metrics.get("tflite_validation")
         if not keras:
-            return "—"
+            heldout = _evaluated(obj)
+            if not heldout:
+                return "—"
+            return format_html("<p>Held-out accuracy {} on {} images ({}).</p>",
+                               f"{heldout['accuracy']:.2%}", heldout["count"],
+                               metrics.get("evaluated", ""))
         rows = [("accuracy", "accuracy"), ("top-3 accuracy", "top3_accuracy"),
                 ("macro-F1", "macro_f1")]
         body = format_html_join("", "<tr><td>{}</td><td>{}</td><td>{}</td></tr>", (

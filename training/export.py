@@ -29,7 +29,9 @@ def export_tflite(keras_model_or_path: Any, *, quantization: str = "float32",
     """Convert a Keras logits model to a TFLite flatbuffer with a dynamic batch dimension.
 
     The model is exported as a SavedModel endpoint whose input signature is
-    ``[None, h, w, 3] float32``, so the interpreter can be resized to any batch size.
+    ``[None, h, w, 3] float32``, so the interpreter can be resized to any batch size. A model
+    whose outputs are a dict (``{"logits", "embedding"}``) keeps those names as the TFLite
+    signature's output names.
 
     Quantization:
         ``float32``: no quantisation. ``float16``: float16 weights (half size, float compute).
@@ -48,6 +50,17 @@ def export_tflite(keras_model_or_path: Any, *, quantization: str = "float32",
     Raises:
         ExportError: unknown quantization, missing calibration images, or a static batch dim.
     """
+    return export_tflite_forms(keras_model_or_path, (quantization,),
+                               representative=representative)[quantization]
+
+
+def export_tflite_forms(keras_model_or_path: Any, quantizations: Sequence[str], *,
+                        representative: np.ndarray | None = None) -> dict[str, bytes]:
+    """Several quantisations of one model, tracing its SavedModel once (the slow part).
+
+    Returns:
+        ``{quantization: tflite bytes}``; see :func:`export_tflite` for the forms.
+    """
     import tempfile
 
     import keras
@@ -63,15 +76,18 @@ def export_tflite(keras_model_or_path: Any, *, quantization: str = "float32",
         name="serve", fn=lambda pixels: model(pixels, training=False),
         input_signature=[tf.TensorSpec([None, h, w, 3], tf.float32, name="pixels")],
     )
+    forms: dict[str, bytes] = {}
     with tempfile.TemporaryDirectory(prefix="tflite-export-") as saved_model_dir:
         archive.write_out(saved_model_dir, verbose=False)
-        converter = tf.lite.TFLiteConverter.from_saved_model(saved_model_dir)
-        _configure(converter, quantization, representative)
-        tflite_bytes = converter.convert()
-    signature = input_shape_signature(tflite_bytes)
-    if signature[0] != -1:
-        raise ExportError(f"Exported model has a fixed batch size {signature}; expected -1.")
-    return tflite_bytes
+        for quantization in quantizations:
+            converter = tf.lite.TFLiteConverter.from_saved_model(saved_model_dir)
+            _configure(converter, quantization, representative)
+            forms[quantization] = converter.convert()
+            signature = input_shape_signature(forms[quantization])
+            if signature[0] != -1:
+                raise ExportError(f"Exported model has a fixed batch size {signature}; "
+                                  "expected -1.")
+    return forms
 
 
 def _as_model(keras_model_or_path: Any) -> Any:

@@ -65,7 +65,7 @@ def _mobilenet_v3_small(hparams: HParams, num_classes: int) -> Any:
     from keras import layers
 
     h, w = hparams.image_size
-    backbone = _load_backbone(keras, (h, w, 3), hparams.weights)
+    backbone = load_mobilenet_backbone(keras, (h, w, 3), hparams.weights)
     backbone.trainable = hparams.weights is None
     inputs = keras.Input(shape=(h, w, 3), name="pixels")
     # training=False keeps BatchNorm in inference mode even when the top is unfrozen for
@@ -77,7 +77,9 @@ def _mobilenet_v3_small(hparams: HParams, num_classes: int) -> Any:
     return keras.Model(inputs, outputs, name="mobilenet_v3_small_classifier")
 
 
-def _load_backbone(keras: Any, input_shape: tuple[int, int, int], weights: str | None) -> Any:
+def load_mobilenet_backbone(keras: Any, input_shape: tuple[int, int, int],
+                            weights: str | None) -> Any:
+    """Keras' MobileNetV3-Small without its top, with its own Rescaling (raw 0..255 input)."""
     if weights not in (None, "imagenet") and not Path(weights).is_file():
         raise WeightsUnavailableError(
             f"Weights file {weights} does not exist: pass --weights with the path of a "
@@ -133,3 +135,34 @@ def augmentation(seed: int) -> Any:
         layers.RandomZoom(0.1, seed=seed + 2),
         layers.RandomContrast(0.1, seed=seed + 3),
     ], name="augmentation")
+
+
+def classifier_on_features(extractor: Any, kernel: Any, bias: Any) -> Any:
+    """The exported model: the frozen extractor, then a dense layer holding the trained head.
+
+    Args:
+        extractor: a functional Keras model, pixels (0..255) to pooled embedding.
+        kernel: ``(D, C)`` head kernel acting on raw embeddings (standardisation and
+            temperature already folded in, see ``training.head.HeadWeights.folded``).
+        bias: ``(C,)`` head bias.
+
+    Returns:
+        A ``keras.Model`` with outputs ``{"logits": (N, C), "embedding": (N, D)}``: one invoke
+        classifies an image and gives its embedding (similar products, duplicates).
+    """
+    import keras
+    from keras import layers
+
+    embedding = extractor.output
+    dense = layers.Dense(kernel.shape[1], name="logits")
+    logits = dense(embedding)
+    dense.set_weights([kernel, bias])
+    return keras.Model(extractor.input, {"logits": logits, "embedding": embedding},
+                       name=f"{extractor.name}_classifier")
+
+
+def fold_temperature(model: Any, temperature: float) -> None:
+    """Divide the output layer ``"logits"`` by ``temperature`` in place (calibrated logits)."""
+    layer = model.get_layer("logits")
+    kernel, bias = layer.get_weights()
+    layer.set_weights([kernel / temperature, bias / temperature])

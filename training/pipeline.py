@@ -1,9 +1,16 @@
-"""One call from labelled items to an exported, evaluated TFLite model (what Django calls)."""
+"""One call from labelled items to an exported, evaluated, calibrated TFLite model.
+
+Two ways to train, one way to judge. Pretrained backbones (the default) train a head on frozen,
+cached embeddings with k-fold cross-validation (``training/transfer.py``); the tutorial CNN and
+randomly initialised backbones train end to end on one validation split
+(``training/end_to_end.py``). Either way the held-out predictions go through
+:func:`heldout_report`: metrics, temperature, auto-fill thresholds and the quality gate are
+computed the same way for every model version.
+"""
 
 from __future__ import annotations
 
 import dataclasses
-import shutil
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
@@ -11,15 +18,10 @@ from typing import Any
 import numpy as np
 
 from classifier.preprocessing import InputContract
-from training.dataset import (
-    DatasetStats,
-    LabelledItem,
-    build_cache,
-    dataset_stats,
-    filter_small_classes,
-    stratified_split,
-)
-from training.evaluate import Metrics
+from training.calibration import auto_fill_thresholds, fit_temperature, reliability
+from training.evaluate import evaluate_probs
+from training.gate import GateResult, quality_gate
+from training.head import softmax
 from training.hparams import HParams
 from training.train import ProgressFn
 
@@ -27,130 +29,175 @@ LogFn = Callable[[str], None]
 
 
 @dataclasses.dataclass
+class HeldOut:
+    """The held-out predictions every figure of a version comes from.
+
+    Out-of-fold for k-fold training (every labelled image, predicted by a head that never saw
+    it), the validation split for end-to-end training. ``probs`` are calibrated.
+    """
+
+    keys: list[str]
+    labels: np.ndarray
+    probs: np.ndarray
+    label_names: list[str]
+    method: str
+
+    @property
+    def predicted_names(self) -> list[str]:
+        return [self.label_names[i] for i in self.probs.argmax(axis=1)]
+
+
+@dataclasses.dataclass
 class TrainingOutcome:
     """Everything a model version stores after a run.
 
-    ``metrics`` keys: ``keras_validation``, ``tflite_validation`` and, with a test split,
-    ``keras_test`` and ``tflite_test``; Keras and TFLite are measured on the same images, so the
-    export's (quantisation) loss shows side by side. ``warnings`` collects dropped classes and
-    skipped images for the operator.
+    ``report`` is the version's ``metrics`` JSON (see ``heldout_report`` and the quantisation
+    table); ``thresholds`` its ``auto_fill_thresholds``; ``gate`` says whether it may be
+    activated automatically. ``warnings`` lists dropped categories and skipped images.
     """
 
     tflite_bytes: bytes
     labels: list[str]
     contract: InputContract
-    metrics: dict[str, Metrics]
-    dataset_stats: DatasetStats
-    history: dict[str, list]
-    keras_model_path: Path
     hparams: HParams
-    best_epoch: int
+    quantization: str
+    keras_model_path: Path
+    report: dict[str, Any]
+    thresholds: dict[str, Any]
+    gate: GateResult
+    heldout: HeldOut
+    dataset_stats: dict[str, Any]
+    history: dict[str, list]
     warnings: list[str]
+    embedding_backbone: str = ""
+    embedding_dim: int = 0
+
+    @property
+    def accuracy(self) -> float:
+        return float(self.report["accuracy"])
 
     def summary(self) -> dict[str, float]:
-        """Headline numbers: accuracy and macro-F1 per evaluated model and split."""
-        return {f"{name}_{field}": getattr(m, field)
-                for name, m in self.metrics.items() for field in ("accuracy", "macro_f1")}
+        """Headline numbers for logs and benchmarks."""
+        auto = self.report.get("auto_fill", {})
+        return {"accuracy": self.accuracy, "macro_f1": self.report["macro_f1"],
+                "auto_fill_coverage": auto.get("coverage", 0.0),
+                "auto_fill_precision": auto.get("precision")}
 
     def metadata(self) -> dict[str, Any]:
-        """JSON-ready metadata for the bundle and the model version row."""
+        """JSON-ready metadata for the bundle."""
         return {
             "input_contract": self.contract.to_dict(),
             "architecture": self.hparams.architecture,
+            "quantization": self.quantization,
             "hparams": self.hparams.to_dict(),
-            "metrics": {name: m.to_dict() for name, m in self.metrics.items()},
-            "summary": self.summary(),
-            "dataset": self.dataset_stats.to_dict(),
+            "metrics": self.report,
+            "auto_fill_thresholds": self.thresholds,
+            "embedding_backbone": self.embedding_backbone,
+            "dataset": self.dataset_stats,
             "history": self.history,
-            "best_epoch": self.best_epoch,
         }
 
 
-def run_training(items: Iterable[LabelledItem], hparams: HParams, *, workdir: str | Path,
+def run_training(items: Iterable, hparams: HParams, *, workdir: str | Path,
                  progress: ProgressFn | None = None, log: LogFn | None = None,
+                 cache_root: str | Path | None = None,
                  keep_cache: bool = False) -> TrainingOutcome:
-    """Cache → filter/split → train → evaluate Keras → export TFLite → evaluate TFLite.
+    """Train, evaluate, calibrate and export a model from labelled items.
 
     Args:
         items: labelled images (``image_folder_items(...)`` or the catalog's own items).
         hparams: the run's hyperparameters (validated on construction).
-        workdir: run folder; keeps ``model.keras`` for re-export without retraining, and the
-            ``cache/`` memmap while running (removed at the end unless ``keep_cache``).
+        workdir: run folder; keeps ``model.keras`` for re-export without retraining.
         progress: per-batch/epoch callback, see ``training.train.train``.
         log: receives one line per phase and every warning (skipped images, dropped classes).
-
-    Returns:
-        The outcome: TFLite bytes, labels in output order, input contract, metrics, stats.
+        cache_root: folder for caches that outlive the run (embeddings, converted weights);
+            default ``<workdir>/cache``, i.e. none kept between runs.
+        keep_cache: end-to-end training keeps its decoded-image memmap (tests).
 
     Raises:
         NotEnoughDataError, DatasetReadError, WeightsUnavailableError, ExportError: each with a
         message saying how to fix it.
     """
-    from training.evaluate import evaluate_keras, evaluate_tflite
-    from training.export import export_tflite, representative_images
-    from training.train import train
-
     say = log or (lambda message: None)
     workdir = Path(workdir)
-    cache_dir = workdir / "cache"
-    say(f"Decoding images at {hparams.image_size[0]}x{hparams.image_size[1]}...")
-    try:
-        full = build_cache(items, size=hparams.image_size, cache_dir=cache_dir,
-                           workers=hparams.decode_workers)
-        warnings = [f"Skipped {s.key}: {s.reason}" for s in full.skipped]
-        cache, dropped_warnings = filter_small_classes(
-            full, min_images=hparams.min_images_per_class
+    cache_root = Path(cache_root) if cache_root is not None else workdir / "cache"
+    if hparams.on_embeddings:
+        from training.transfer import train_on_embeddings
+
+        return train_on_embeddings(list(items), hparams, workdir=workdir, cache_root=cache_root,
+                                   progress=progress, say=say)
+    from training.end_to_end import train_end_to_end
+
+    return train_end_to_end(items, hparams, workdir=workdir, progress=progress, say=say,
+                            keep_cache=keep_cache)
+
+
+def heldout_report(*, keys: list[str], labels: np.ndarray, logits: np.ndarray,
+                   label_names: list[str], target_precision: float, method: str,
+                   temperature: float | None = None) -> tuple[dict, dict, GateResult, HeldOut]:
+    """Metrics, calibration, auto-fill thresholds and the gate from held-out logits.
+
+    Args:
+        keys: item keys of the held-out rows.
+        labels: ``(N,)`` true class indices.
+        logits: ``(N, C)`` uncalibrated held-out logits.
+        label_names: class names in output order.
+        target_precision: precision the auto-fill thresholds must reach.
+        method: how the rows were held out (``"stratified_group_kfold"``, ``"validation_split"``).
+        temperature: an already fitted temperature (k-fold fits it while choosing the recipe);
+            fitted here when ``None``.
+
+    Returns:
+        ``(report, thresholds, gate, heldout)``: the version's metrics JSON (without the
+        quantisation table), its auto-fill thresholds, the gate's verdict and the calibrated
+        held-out predictions.
+    """
+    labels = np.asarray(labels)
+    if temperature is None:
+        temperature = fit_temperature(logits, labels)
+    raw, probs = softmax(logits), softmax(np.asarray(logits, np.float64) / temperature)
+    metrics = evaluate_probs(labels, probs, label_names).to_dict()
+    before, after = reliability(raw, labels), reliability(probs, labels)
+    thresholds, auto_fill = auto_fill_thresholds(probs, labels, label_names,
+                                                 target=target_precision)
+    gate = quality_gate(labels, probs.argmax(axis=1), label_names)
+    report = {
+        "accuracy": metrics["accuracy"], "macro_f1": metrics["macro_f1"],
+        "top3_accuracy": metrics["top3_accuracy"], "validation_count": metrics["count"],
+        "evaluated": method, "oof": metrics,
+        "calibration": {"temperature": temperature, "ece_before": before["ece"],
+                        "ece_after": after["ece"], "bins": after["bins"],
+                        "bins_before": before["bins"]},
+        "auto_fill": auto_fill, "gate": gate.to_dict(),
+        "baseline_accuracy": gate.majority_baseline,
+    }
+    heldout = HeldOut(keys=list(keys), labels=labels, probs=probs.astype(np.float32),
+                      label_names=list(label_names), method=method)
+    return report, thresholds, gate, heldout
+
+
+def filter_classes(labels: list[str], *, min_images: int) -> tuple[list[str], np.ndarray,
+                                                                    np.ndarray, list[str]]:
+    """Keep categories with at least ``min_images`` items.
+
+    Returns:
+        ``(names, label indices of kept rows, kept row indices, warnings)``.
+
+    Raises:
+        NotEnoughDataError: fewer than two categories are left.
+    """
+    from training.exceptions import NotEnoughDataError
+
+    names, counts = np.unique(np.asarray(labels), return_counts=True)
+    keep = [str(n) for n, c in zip(names, counts) if c >= min_images]
+    warnings = [f"Category {n!r} has only {c} image(s) (minimum {min_images}); it was left out."
+                for n, c in zip(names, counts) if c < min_images]
+    if len(keep) < 2:
+        found = ", ".join(f"{n}: {c}" for n, c in zip(names, counts)) or "none"
+        raise NotEnoughDataError(
+            f"Training needs at least two categories with {min_images}+ images each; found {found}."
+            " Add images, or lower min_images_per_class."
         )
-        warnings += dropped_warnings
-        for line in warnings:
-            say(line)
-        split = stratified_split(cache.labels, validation_split=hparams.validation_split,
-                                 test_split=hparams.test_split, seed=hparams.seed)
-        dropped = _dropped_counts(full, cache)
-        stats = dataset_stats(cache, split, dropped=dropped, warnings=warnings)
-        say(f"Training {hparams.architecture} on {len(split.train)} images, "
-            f"validating on {len(split.validation)}, {len(cache.label_names)} categories...")
-        result = train(cache, split, hparams, progress=progress, workdir=workdir)
-        contract = InputContract(height=hparams.image_size[0], width=hparams.image_size[1],
-                                 output="logits")
-        say(f"Exporting TFLite ({hparams.quantization})...")
-        representative = (representative_images(cache.images, split.train, seed=hparams.seed)
-                          if hparams.quantization == "int8" else None)
-        tflite_bytes = export_tflite(result.model_path, quantization=hparams.quantization,
-                                     representative=representative)
-        metrics = _evaluate_all(result.model_path, tflite_bytes, cache, split, contract,
-                                evaluate_keras, evaluate_tflite)
-    finally:
-        if not keep_cache:
-            shutil.rmtree(cache_dir, ignore_errors=True)
-    say("Done: " + ", ".join(f"{k}={v:.3f}" for k, v in _accuracies(metrics).items()))
-    return TrainingOutcome(tflite_bytes=tflite_bytes, labels=result.labels, contract=contract,
-                           metrics=metrics, dataset_stats=stats, history=result.history,
-                           keras_model_path=result.model_path, hparams=hparams,
-                           best_epoch=result.best_epoch, warnings=warnings)
-
-
-def _evaluate_all(model_path: Path, tflite_bytes: bytes, cache: Any, split: Any,
-                  contract: InputContract, evaluate_keras: Any,
-                  evaluate_tflite: Any) -> dict[str, Metrics]:
-    import keras
-
-    model = keras.models.load_model(model_path, compile=False)
-    parts = {"validation": split.validation}
-    if len(split.test):
-        parts["test"] = split.test
-    metrics: dict[str, Metrics] = {}
-    for part, indices in parts.items():
-        metrics[f"keras_{part}"] = evaluate_keras(model, cache, indices)
-        metrics[f"tflite_{part}"] = evaluate_tflite(tflite_bytes, cache, indices,
-                                                   cache.label_names, contract)
-    return metrics
-
-
-def _dropped_counts(full: Any, kept: Any) -> dict[str, int]:
-    counts = np.bincount(full.labels, minlength=len(full.label_names))
-    return {n: int(c) for n, c in zip(full.label_names, counts) if n not in kept.label_names}
-
-
-def _accuracies(metrics: dict[str, Metrics]) -> dict[str, float]:
-    return {f"{name}_accuracy": m.accuracy for name, m in metrics.items()}
+    index = {n: i for i, n in enumerate(keep)}
+    rows = np.array([i for i, label in enumerate(labels) if label in index], np.int64)
+    return keep, np.array([index[labels[i]] for i in rows], np.int64), rows, warnings

@@ -161,9 +161,9 @@ def classify_products(
     decoded = time.perf_counter()
     good = [i for i, item in enumerate(loaded) if not isinstance(item, ClassifierError)]
     batch = np.stack([loaded[i] for i in good]) if good else np.zeros((0, *size, 3), np.uint8)
-    probs = model.classifier.predict_proba(batch)
-    predictions = dict(zip(good, top_k(probs, model.labels, k=settings.CLASSIFIER["TOP_K"]),
-                           strict=True))
+    probs, embeddings = model.classifier.predict(batch)
+    predictions = dict(zip(good, top_k(probs, model.labels, k=settings.CLASSIFIER["TOP_K"],
+                                       embeddings=embeddings), strict=True))
     results = [
         ItemResult(product_id=p.pk, prediction=predictions[i]) if i in predictions
         else ItemResult(product_id=p.pk, error=loaded[i].message)

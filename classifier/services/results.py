@@ -11,7 +11,8 @@ from django.utils import timezone
 from catalog.models import Category, CategorySource, Product, ReviewStatus
 from classifier.exceptions import PredictionLabelError
 from classifier.inference import Prediction
-from classifier.models import PredictionOutcome, PredictionRecord
+from classifier.models import ModelVersion, PredictionOutcome, PredictionRecord
+from classifier.thresholds import auto_fill_threshold
 
 # Fields a classification run may write. Listed for bulk_update so nothing else a person edits
 # concurrently (title, price, image) is overwritten with a stale value.
@@ -39,9 +40,11 @@ def results_apply(
     Products are re-read here (the caller holds the job lock inside ``transaction.atomic``), so a
     category a person chose while the chunk was being inferred is seen and kept.
 
-    Rules: a person's category is never changed; a confident prediction (>= the threshold) fills
-    the shop category unless a person set it; a less confident one sends the product to review;
-    a failure marks the product failed with its reason and keeps its earlier prediction.
+    Rules: a person's category is never changed; a confident prediction (at or above the model
+    version's auto-fill threshold for its category, chosen at training time for a target
+    precision) fills the shop category unless a person set it; a less confident one sends the
+    product to review; a failure marks the product failed with its reason and keeps its earlier
+    prediction.
 
     Returns:
         ``(classified, failed)`` counts, where "classified" includes "needs review".
@@ -49,6 +52,8 @@ def results_apply(
     products = Product.objects.in_bulk([r.product_id for r in results])
     slugs = {p.label for r in results if (p := r.prediction) is not None}
     categories = {c.slug: c for c in Category.objects.filter(slug__in=slugs)}
+    thresholds = (ModelVersion.objects.filter(pk=model_version_id)
+                  .values_list("auto_fill_thresholds", flat=True).first()) or {}
     now = timezone.now()
     records, changed = [], []
     done = failed = 0
@@ -56,7 +61,7 @@ def results_apply(
         product = products.get(result.product_id)
         if product is None:  # Deleted while the chunk ran: nothing to record against.
             continue
-        record = _apply_one(product, result, categories, now)
+        record = _apply_one(product, result, categories, thresholds, now)
         record.model_version_id, record.job_id = model_version_id, job_id
         if record.outcome == PredictionOutcome.FAILED:
             failed += 1
@@ -70,7 +75,8 @@ def results_apply(
     return done, failed
 
 
-def _apply_one(product: Product, result: ItemResult, categories: dict, now) -> PredictionRecord:
+def _apply_one(product: Product, result: ItemResult, categories: dict, thresholds: dict,
+               now) -> PredictionRecord:
     prediction = result.prediction
     error = result.error
     category = None
@@ -91,7 +97,9 @@ def _apply_one(product: Product, result: ItemResult, categories: dict, now) -> P
             label=prediction.label if prediction else "",
             confidence=prediction.confidence if prediction else None,
         )
-    confident = prediction.confidence >= settings.CLASSIFIER["CONFIDENCE_THRESHOLD"]
+    threshold = auto_fill_threshold(thresholds, prediction.label,
+                                    settings.CLASSIFIER["CONFIDENCE_THRESHOLD"])
+    confident = prediction.confidence >= threshold
     _set_prediction(product, prediction, category, confident, now)
     outcome = PredictionOutcome.CLASSIFIED if confident else PredictionOutcome.NEEDS_REVIEW
     return PredictionRecord(

@@ -71,6 +71,32 @@ def test_prediction_below_threshold_goes_to_review_without_category(settings, mo
     assert PredictionRecord.objects.get(job=job).outcome == PredictionOutcome.NEEDS_REVIEW
 
 
+@pytest.mark.parametrize(("thresholds", "fills"), [
+    ({"global": 0.99, "per_category": {"red": 0.9}}, True),   # red's own, lower threshold
+    ({"global": 0.9, "per_category": {}}, True),
+    ({"global": 0.99, "per_category": {}}, False),
+    ({"global": 0.5, "per_category": {"red": None}}, False),  # red never fills by itself
+    ({"global": None, "per_category": {}}, False),            # nothing precise enough
+])
+def test_model_versions_own_thresholds_decide_what_fills_a_category(
+        model_version, make_product, categories, thresholds, fills):
+    # Red logit 2.84, the others -1.08: confidence 0.962, between the thresholds above.
+    product = make_product(solid_color_jpeg((200, 100, 100)))
+    model_version.auto_fill_thresholds = {"target_precision": 0.95, **thresholds}
+    model_version.save()
+
+    _run_all([product])
+
+    product.refresh_from_db()
+    assert 0.95 < product.prediction_confidence < 0.97
+    assert product.predicted_category == categories["red"]
+    if fills:
+        assert (product.category, product.review_status) == (categories["red"],
+                                                             ReviewStatus.CLASSIFIED)
+    else:
+        assert (product.category, product.review_status) == (None, ReviewStatus.NEEDS_REVIEW)
+
+
 def test_rerunning_a_chunk_adds_no_records_and_keeps_counts(model_version, make_product):
     products = [make_product(solid_color_jpeg(c)) for c in (RED, GREEN, BLUE)]
     job = _run_all(products)

@@ -16,6 +16,7 @@ from tests.support.tiny_model import (
     DEFAULT_LABELS,
     make_tiny_tflite,
     make_tiny_tflite_int8,
+    make_tiny_tflite_with_embedding,
     solid_color_jpeg,
     tiny_contract,
 )
@@ -88,6 +89,23 @@ def test_int8_probabilities_are_dequantised_close_to_float_model(float_model, in
 
     # int8 logits have a step of ~0.04 over the calibrated -5..5 range.
     assert np.allclose(int8_probs, float_probs, atol=0.05)
+
+
+def test_two_output_model_gives_embeddings_from_the_same_invoke(float_model):
+    two = LiteRTClassifier(make_tiny_tflite_with_embedding(), labels=DEFAULT_LABELS,
+                           contract=tiny_contract(), max_batch=4)
+    one = LiteRTClassifier(float_model, labels=DEFAULT_LABELS, contract=tiny_contract())
+    batch = np.zeros((6, 32, 32, 3), np.uint8)
+    batch[:, :, :, 0] = np.arange(6)[:, None, None] * 40  # reds of rising intensity
+    probs, embeddings = two.predict(batch)
+    np.testing.assert_allclose(probs, one.predict_proba(batch), atol=1e-5)
+    np.testing.assert_allclose(embeddings[:, 0], np.arange(6) * 40 / 255, atol=1e-5)
+    assert embeddings.shape == (6, 3) and two.embedding_dim == 3
+    assert two.invoke_count == 2  # 6 images, batches of 4: embeddings came with the logits
+    assert one.predict(batch)[1] is None and one.embedding_dim == 0
+    [prediction] = two.predict_bytes([solid_color_jpeg((255, 0, 0))])
+    assert prediction.label == "red"
+    np.testing.assert_allclose(prediction.embedding, [1.0, 0.0, 0.0], atol=0.02)
 
 
 def test_probabilities_are_float32_rows_summing_to_one(classifier):

@@ -181,3 +181,32 @@ def test_fetch_path_is_documented_fallback_when_storage_reader_absent():
 
     assert Path(fetch.__file__).name == "fetch.py"
     assert callable(fetch.fetch_image_bytes)
+
+
+def test_activating_a_version_reclassifies_what_the_classifier_decided_never_a_persons_choice(
+        make_model_version, categories, make_product, no_auto_classify,
+        django_capture_on_commit_callbacks):
+    make_model_version()
+    image = solid_color_jpeg(RED)
+    in_review = make_product(image, review_status=ReviewStatus.NEEDS_REVIEW)
+    filed = make_product(image, category=categories["red"],
+                         category_source=CategorySource.CLASSIFIER,
+                         review_status=ReviewStatus.CLASSIFIED)
+    make_product(image, category=categories["blue"], category_source=CategorySource.PERSON,
+                 review_status=ReviewStatus.NEEDS_REVIEW)
+    make_product(image)  # never classified: the "classify unclassified" action's business
+    second = make_model_version(activate=False)
+
+    with django_capture_on_commit_callbacks(execute=True):
+        model_version_activate(model_version=second)
+
+    job = ClassificationJob.objects.get(scope__startswith="re-classify")
+    assert job.model_version == second
+    assert sorted(job.product_ids) == sorted([in_review.pk, filed.pk])
+
+
+def test_activation_with_nothing_to_reclassify_creates_no_job(
+        make_model_version, categories, django_capture_on_commit_callbacks):
+    with django_capture_on_commit_callbacks(execute=True):
+        make_model_version()
+    assert not ClassificationJob.objects.exists()

@@ -51,6 +51,12 @@ def make_tiny_tflite(labels=DEFAULT_LABELS, size=DEFAULT_SIZE) -> bytes:
     return _float_model(tuple(labels), tuple(size))
 
 
+def make_tiny_tflite_with_embedding(labels=DEFAULT_LABELS, size=DEFAULT_SIZE) -> bytes:
+    """The same classifier exported by the training pipeline's own exporter with two outputs:
+    ``logits`` and ``embedding`` (the image's mean colour in 0..1, a 3-d "embedding")."""
+    return _two_output_model(tuple(labels), tuple(size))
+
+
 def make_tiny_tflite_int8(labels=DEFAULT_LABELS, size=DEFAULT_SIZE) -> bytes:
     """The same classifier fully quantised: int8 input (real 0-255), int8 logits.
 
@@ -91,6 +97,18 @@ def _int8_model(labels: tuple[str, ...], size: tuple[int, int]) -> bytes:
     converter.inference_input_type = tf.int8
     converter.inference_output_type = tf.int8
     return converter.convert()
+
+
+@cache
+def _two_output_model(labels: tuple[str, ...], size: tuple[int, int]) -> bytes:
+    import keras
+
+    from training.export import export_tflite
+
+    base = _build_keras_model(labels, size)
+    pooled = base.get_layer("logits").input
+    two = keras.Model(base.input, {"logits": base.output, "embedding": pooled})
+    return export_tflite(two)
 
 
 def _build_keras_model(labels: tuple[str, ...], size: tuple[int, int]):

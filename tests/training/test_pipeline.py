@@ -34,7 +34,7 @@ SIZE = (32, 32)
 
 def tiny_hparams(**overrides) -> HParams:
     base = {"architecture": "cnn", "image_size": SIZE, "epochs": 3, "batch_size": 16,
-            "weights": None, "seed": 3, "min_images_per_class": 5}
+            "weights": None, "seed": 3, "min_images_per_class": 5, "quantization": "float32"}
     return HParams(**{**base, **overrides})
 
 
@@ -80,15 +80,28 @@ def test_exported_tflite_top1_matches_kept_keras_model_on_validation_batch(train
 
 def test_outcome_reports_keras_and_tflite_metrics_side_by_side(trained):
     outcome, _ = trained
-    keras_m, tflite_m = outcome.metrics["keras_validation"], outcome.metrics["tflite_validation"]
-    assert keras_m.accuracy == tflite_m.accuracy
-    assert keras_m.confusion == tflite_m.confusion
+    report = outcome.report
+    keras_m, tflite_m = report["keras_validation"], report["tflite_validation"]
+    assert keras_m["accuracy"] == tflite_m["accuracy"] == report["accuracy"]
+    assert keras_m["confusion"] == tflite_m["confusion"] == report["oof"]["confusion"]
+    assert report["evaluated"] == "validation_split" and report["validation_count"] == 12
+    assert report["quantization"]["chosen"] == "float32"
     assert outcome.labels == sorted(CLASS_COLOURS)
     assert outcome.contract.size == SIZE and outcome.contract.output == "logits"
-    counts = outcome.dataset_stats.to_dict()["counts"]
+    counts = outcome.dataset_stats["counts"]
     assert counts["red"] == {"train": 16, "validation": 4, "test": 0}
     assert len(outcome.history["val_loss"]) == outcome.hparams.epochs
     json.dumps(outcome.metadata())  # everything a ModelVersion stores is JSON-ready
+
+
+def test_temperature_is_folded_into_the_exported_logits(trained, data_root):
+    """The exported model's softmax is the calibrated probability its thresholds were set on."""
+    outcome, _ = trained
+    batch, _ = validation_batch(data_root, outcome)
+    clf = LiteRTClassifier(outcome.tflite_bytes, labels=outcome.labels, contract=outcome.contract)
+    np.testing.assert_allclose(clf.predict_proba(batch), outcome.heldout.probs, atol=1e-4)
+    assert outcome.thresholds["target_precision"] == 0.95
+    assert outcome.report["calibration"]["temperature"] > 0
 
 
 def test_progress_reports_every_batch_and_epoch(trained):
@@ -115,8 +128,7 @@ def test_quantised_reexports_run_with_litert_classifier(trained, data_root, quan
     assert probs.shape == (len(batch), 3)
     np.testing.assert_allclose(probs.sum(1), 1.0, atol=1e-3)
     assert (probs.argmax(1) == y_true).mean() >= 0.9
-    if quantization != "float16":  # float16 stores weights in 16 bits too: about half the size.
-        assert len(tflite) < len(outcome.tflite_bytes)
+    assert len(tflite) < len(outcome.tflite_bytes)  # outcome: float32
 
 
 def test_bundle_holds_model_labels_in_output_order_and_metadata(trained, tmp_path):
@@ -135,14 +147,15 @@ def test_same_seed_gives_identical_metrics_and_history(trained, data_root, tmp_p
     first, _ = trained
     again = run_training(image_folder_items(data_root), tiny_hparams(), workdir=tmp_path)
     assert again.history == first.history
-    assert again.metrics["keras_validation"] == first.metrics["keras_validation"]
+    assert again.report["keras_validation"] == first.report["keras_validation"]
+    assert again.thresholds == first.thresholds
 
 
 def test_zip_input_trains_like_the_folder(data_root, tmp_path):
     archive = zip_folder(data_root, tmp_path / "images.zip", wrap="images")
     outcome = run_training(image_folder_items(archive), tiny_hparams(epochs=1), workdir=tmp_path)
     assert outcome.labels == sorted(CLASS_COLOURS)
-    assert outcome.dataset_stats.counts["blue"]["validation"] == 4
+    assert outcome.dataset_stats["counts"]["blue"]["validation"] == 4
 
 
 def test_one_category_raises_not_enough_data(tmp_path):
@@ -151,8 +164,10 @@ def test_one_category_raises_not_enough_data(tmp_path):
         run_training(image_folder_items(root), tiny_hparams(), workdir=tmp_path / "run")
 
 
-def test_mobilenet_with_a_weights_file_trains_and_fine_tunes(data_root, tmp_path):
-    """Local weights path + fine-tune phase; the backbone rescales once (raw pixels go in)."""
+def test_mobilenet_with_a_weights_file_trains_on_embeddings_and_tries_fine_tuning(data_root,
+                                                                                  tmp_path):
+    """Local weights path: the frozen-embedding path, then a fine-tune phase judged against it
+    on the same held-out fold; the backbone rescales once (raw pixels go in)."""
     import keras
 
     weights = tmp_path / "mobilenet_v3_small_no_top.weights.h5"
@@ -161,12 +176,15 @@ def test_mobilenet_with_a_weights_file_trains_and_fine_tunes(data_root, tmp_path
     hp = tiny_hparams(architecture="mobilenet_v3_small", weights=str(weights), epochs=1,
                       fine_tune_epochs=1, fine_tune_layers=10, augment=False)
     outcome = run_training(image_folder_items(data_root), hp, workdir=tmp_path / "run")
-    assert outcome.history["phase"] == ["train", "fine_tune"]
+    assert outcome.history["phase"][-1] == "fine_tune" and "head" in outcome.history["phase"]
+    tuned = outcome.report["fine_tune"]
+    assert tuned["heldout_count"] > 0 and {"frozen_accuracy", "tuned_accuracy"} <= tuned.keys()
     model = keras.models.load_model(outcome.keras_model_path, compile=False)
     rescalings = [layer for layer in model.get_layer("backbone").layers
                   if isinstance(layer, keras.layers.Rescaling)]
     assert len(rescalings) == 1
-    assert outcome.metrics["tflite_validation"].count == 12
+    assert outcome.embedding_dim == 576 and outcome.embedding_backbone.startswith(
+        "mobilenet_v3_small:")
 
 
 def test_imagenet_weights_offline_raise_weights_unavailable(tmp_path, monkeypatch):

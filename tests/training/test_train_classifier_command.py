@@ -55,7 +55,7 @@ def folder(tmp_path) -> Path:
 def test_command_saves_version_whose_stored_tflite_matches_stored_keras_top1(folder, tmp_path):
     import keras
 
-    output = train("--from-dir", str(folder), "--epochs", "3")
+    output = train("--from-dir", str(folder), "--epochs", "3", "--quantization", "float32")
 
     version = ModelVersion.objects.get()
     run = TrainingRun.objects.get()
@@ -71,6 +71,8 @@ def test_command_saves_version_whose_stored_tflite_matches_stored_keras_top1(fol
                            contract=InputContract.from_dict(version.input_contract))
     np.testing.assert_array_equal(clf.predict_proba(batch).argmax(1), keras_top1)
     assert version.metrics["accuracy"] == version.metrics["tflite_validation"]["accuracy"]
+    assert version.auto_fill_thresholds["target_precision"] == 0.95
+    assert "Auto-fill" in output
     assert version.accuracy >= 0.9  # separable colours: otherwise the parity above proves little
     assert len(version.history["val_loss"]) == 3
 
@@ -111,7 +113,7 @@ def test_catalog_source_trains_only_on_person_labelled_products():
 
 
 @pytest.mark.slow
-def test_activation_policy_first_activates_worse_stays_inactive_activate_forces(folder):
+def test_activation_policy_first_activates_a_gate_failure_stays_inactive_activate_forces(folder):
     train("--from-dir", str(folder), "--epochs", "3")
     first = ModelVersion.objects.get()
     # A barely trained model: one epoch at a learning rate too small to learn anything.
@@ -123,10 +125,11 @@ def test_activation_policy_first_activates_worse_stays_inactive_activate_forces(
     worse = run.model_version
 
     assert worse.accuracy < first.accuracy
-    assert not run.activated and "does not beat the active" in run.log
+    assert not run.activated and "fails the quality gate" in run.log
+    assert worse.metrics["gate"]["passed"] is False and worse.metrics["gate"]["reasons"]
     assert ModelVersion.objects.get(is_active=True) == first
 
-    train("--from-dir", str(folder), "--epochs", "1", "--activate")
+    train("--from-dir", str(folder), "--epochs", "3", "--seed", "4", "--activate")
     forced = ModelVersion.objects.order_by("-number").first()
     assert forced.number == 3 and forced.is_active
     assert ModelVersion.objects.filter(is_active=True).count() == 1

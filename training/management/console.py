@@ -45,17 +45,48 @@ class ProgressBar:
 
 
 def metrics_table(version) -> str:
-    """Keras vs exported-model headline numbers, then per-category P/R/F1/support."""
+    """Held-out headline numbers, auto-fill, quantisation, per-category P/R/F1."""
     metrics = version.metrics
-    keras, tflite = metrics["keras_validation"], metrics["tflite_validation"]
-    rows = [f"Validation ({tflite['count']} images)       Keras   TFLite ({version.quantization})",
-            f"  accuracy                      {keras['accuracy']:.4f}  {tflite['accuracy']:.4f}",
-            f"  top-3 accuracy                {keras['top3_accuracy']:.4f}  "
-            f"{tflite['top3_accuracy']:.4f}",
-            f"  macro-F1                      {keras['macro_f1']:.4f}  {tflite['macro_f1']:.4f}",
-            "",
-            f"{'Category (TFLite)':<28} {'precision':>9} {'recall':>7} {'F1':>6} {'support':>8}"]
-    for label, m in tflite["per_class"].items():
+    heldout = metrics.get("oof") or metrics.get("tflite_validation") or {}
+    method = {"stratified_group_kfold": "out of fold",
+              "validation_split": "validation split"}.get(metrics.get("evaluated"), "held out")
+    rows = [f"Held-out evaluation ({heldout.get('count', 0)} images, {method})",
+            f"  accuracy                      {metrics.get('accuracy', 0):.4f}"
+            f"   (always guessing the largest category: {metrics.get('baseline_accuracy', 0):.4f})",
+            f"  top-3 accuracy                {metrics.get('top3_accuracy', 0):.4f}",
+            f"  macro-F1                      {metrics.get('macro_f1', 0):.4f}"]
+    rows += _auto_fill_rows(metrics.get("auto_fill"))
+    rows += _quantization_rows(metrics.get("quantization"))
+    gate = metrics.get("gate") or {}
+    if gate and not gate.get("passed", True):
+        rows += ["", "Quality gate FAILED (never activated automatically):"]
+        rows += [f"  - {reason}" for reason in gate.get("reasons", [])]
+    rows += ["", f"{'Category':<28} {'precision':>9} {'recall':>7} {'F1':>6} {'support':>8}"]
+    for label, m in heldout.get("per_class", {}).items():
         rows.append(f"{label[:28]:<28} {m['precision']:>9.3f} {m['recall']:>7.3f} "
                     f"{m['f1']:>6.3f} {m['support']:>8d}")
     return "\n".join(rows)
+
+
+def _auto_fill_rows(auto: dict | None) -> list[str]:
+    if not auto:
+        return []
+    if auto.get("threshold") is None and not auto.get("filled"):
+        return ["", f"Auto-fill: no confidence reaches {auto['target_precision']:.0%} precision "
+                "yet; every prediction goes to review. Label more products."]
+    precision = auto.get("precision")
+    return ["", f"Auto-fill (target precision {auto['target_precision']:.0%}): "
+            f"{auto['coverage']:.0%} of products filled automatically, "
+            f"{precision:.0%} of them right" + (f" (global threshold {auto['threshold']:.2f})"
+                                                 if auto.get("threshold") is not None else "")]
+
+
+def _quantization_rows(table: dict | None) -> list[str]:
+    if not table or not table.get("candidates"):
+        return []
+    rows = ["", f"Export ({table['evaluated_on']} images)  TFLite acc  Keras acc  ms/image  size"]
+    for name, row in table["candidates"].items():
+        mark = "*" if name == table["chosen"] else " "
+        rows.append(f" {mark}{name:<22} {row['accuracy']:>9.4f}  {row['keras_accuracy']:>9.4f}"
+                    f"  {row['ms_per_image']:>8.2f}  {row['size_bytes'] / 1e6:.1f} MB")
+    return rows

@@ -26,8 +26,13 @@ RUN_OPTION_KEYS = ("name",)
 
 
 def _hparams(options: dict[str, Any]) -> HParams:
-    """HParams from the run's options (validated: unknown keys and bad values raise)."""
-    return HParams.from_dict({k: v for k, v in options.items() if k not in RUN_OPTION_KEYS})
+    """HParams from the run's options (validated: unknown keys and bad values raise).
+
+    The auto-fill target precision is a shop-wide setting unless a run asks for its own.
+    """
+    values = {k: v for k, v in options.items() if k not in RUN_OPTION_KEYS}
+    values.setdefault("target_precision", settings.CLASSIFIER["TARGET_PRECISION"])
+    return HParams.from_dict(values)
 
 
 def training_run_create(*, options: dict, source: str = TrainingSource.CATALOG,
@@ -127,16 +132,16 @@ def _train_and_store(run: TrainingRun, recorder: RunRecorder) -> None:
     hparams = _hparams(run.options)
     items = _items(run, hparams)
     with tempfile.TemporaryDirectory(prefix=f"run-{run.pk}-", dir=_workdir_root()) as workdir:
-        # keep_cache: the activation policy evaluates the active model on this run's
-        # validation images, straight from the decoded cache.
+        # Embeddings and converted backbone weights outlive the run (var/), so a retrain only
+        # embeds images it has not seen.
         outcome = run_training(items, hparams, workdir=workdir, progress=recorder.progress,
-                               log=recorder.line, keep_cache=True)
+                               log=recorder.line, cache_root=settings.VAR_DIR)
         version = model_version_create_from_outcome(outcome=outcome, created_by=run.created_by,
                                                     name=run.options.get("name", ""))
         TrainingRun.objects.filter(pk=run.pk).update(model_version=version)
         activated = model_version_apply_policy(
-            model_version=version, outcome=outcome, policy=run.activation_policy, items=items,
-            cache_dir=Path(workdir) / "cache", log=recorder.line)
+            model_version=version, outcome=outcome, policy=run.activation_policy,
+            log=recorder.line)
     recorder.line(f"Saved model version v{version.number}"
                   + (" and activated it." if activated else " (not activated)."))
     recorder.finish(status=TrainingStatus.SUCCEEDED, activated=activated)

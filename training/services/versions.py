@@ -6,7 +6,6 @@ import hashlib
 import logging
 import tempfile
 from pathlib import Path
-from typing import Any
 
 from django.core.files.base import ContentFile
 from django.db import IntegrityError, transaction
@@ -27,7 +26,9 @@ def model_version_create_from_outcome(*, outcome, created_by=None, name: str = "
     """Store a finished run as the next ModelVersion (inactive; the policy decides activation).
 
     The ``.tflite`` goes to ``ModelVersion.file`` (the ``models`` storage: Appwrite when
-    configured) and the Keras model to ``keras_file`` so it can be re-exported later.
+    configured) and the Keras model to ``keras_file`` so it can be re-exported later. The
+    report (held-out metrics, calibration, auto-fill curve, quantisation table, gate) becomes
+    ``metrics``; the thresholds chosen for the target precision are what classification uses.
 
     Args:
         outcome: a ``training.pipeline.TrainingOutcome``.
@@ -37,30 +38,17 @@ def model_version_create_from_outcome(*, outcome, created_by=None, name: str = "
     Returns:
         The saved version.
     """
-    metrics = metrics_for_version(outcome)
     version = ModelVersion(
         name=name, labels=list(outcome.labels), input_contract=outcome.contract.to_dict(),
-        architecture=outcome.hparams.architecture, quantization=outcome.hparams.quantization,
-        hyperparameters=outcome.hparams.to_dict(), dataset_stats=outcome.dataset_stats.to_dict(),
-        metrics=metrics, history=dict(outcome.history),
+        architecture=outcome.hparams.architecture, quantization=outcome.quantization,
+        hyperparameters=outcome.hparams.to_dict(), dataset_stats=outcome.dataset_stats,
+        metrics=outcome.report, history=dict(outcome.history),
+        auto_fill_thresholds=outcome.thresholds,
+        embedding_backbone=outcome.embedding_backbone, embedding_dim=outcome.embedding_dim,
         notes="\n".join(outcome.warnings), created_by=created_by,
     )
     keras_bytes = Path(outcome.keras_model_path).read_bytes()
     return _save_numbered(version, outcome.tflite_bytes, keras_bytes)
-
-
-def metrics_for_version(outcome) -> dict[str, Any]:
-    """Headline numbers at the top (``accuracy`` = the exported model's validation accuracy,
-    what production will see), and every evaluated model/split in full beside them."""
-    full = {name: m.to_dict() for name, m in outcome.metrics.items()}
-    tflite, keras = full["tflite_validation"], full["keras_validation"]
-    return {
-        "accuracy": tflite["accuracy"], "keras_accuracy": keras["accuracy"],
-        "top3_accuracy": tflite["top3_accuracy"], "keras_top3_accuracy": keras["top3_accuracy"],
-        "macro_f1": tflite["macro_f1"], "keras_macro_f1": keras["macro_f1"],
-        "validation_count": tflite["count"], "best_epoch": outcome.best_epoch,
-        "evaluated": "tflite_validation", **full,
-    }
 
 
 def _save_numbered(version: ModelVersion, tflite_bytes: bytes, keras_bytes: bytes | None
@@ -110,10 +98,11 @@ def model_version_reexport(*, model_version: ModelVersion, quantization: str) ->
             keras_bytes = handle.read()
         path.write_bytes(keras_bytes)
         tflite_bytes = reexport(path, quantization)
+    # The held-out figures describe the trained model and carry over; the quantisation table
+    # (when the source measured this form) says what exporting it costs.
     source = model_version.metrics or {}
     metrics = {k: v for k, v in source.items() if not k.startswith("tflite_")}
-    metrics.update(accuracy=source.get("keras_accuracy"), evaluated="keras_validation",
-                   reexported_from=model_version.number)
+    metrics["reexported_from"] = model_version.number
     hparams = {**model_version.hyperparameters, "quantization": quantization}
     version = ModelVersion(
         name=model_version.name, labels=model_version.labels,
@@ -121,6 +110,9 @@ def model_version_reexport(*, model_version: ModelVersion, quantization: str) ->
         quantization=quantization, hyperparameters=hparams,
         dataset_stats=model_version.dataset_stats, metrics=metrics,
         history=model_version.history,
+        auto_fill_thresholds=model_version.auto_fill_thresholds,
+        embedding_backbone=model_version.embedding_backbone,
+        embedding_dim=model_version.embedding_dim,
         notes=f"Re-exported from v{model_version.number} as {quantization} (no retraining).",
     )
     return _save_numbered(version, tflite_bytes, keras_bytes)

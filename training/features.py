@@ -1,0 +1,87 @@
+"""Frozen pretrained backbones as feature extractors: pixels in, pooled embedding out.
+
+Every extractor takes raw float32 0..255 pixels (the contract every exported model shares) and
+normalises inside its graph, once. Each has a ``backbone_id`` naming the architecture, the exact
+weights (by checksum) and the input size: embeddings are cached and compared only under the same
+id, since another backbone (or the same one at another size) gives incomparable vectors.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+from pathlib import Path
+from typing import Any
+
+from training.exceptions import WeightsUnavailableError
+from training.hparams import HParams
+
+BACKBONE_NAME = "backbone"
+EMBEDDING_NAME = "embedding"
+
+
+@dataclasses.dataclass
+class FeatureExtractor:
+    """A Keras model mapping ``(N, h, w, 3)`` 0..255 pixels to ``(N, D)`` embeddings."""
+
+    model: Any
+    backbone_id: str
+    dim: int
+
+    def __call__(self, pixels_uint8):
+        import numpy as np
+
+        batch = np.asarray(pixels_uint8, np.float32)
+        return np.asarray(self.model(batch, training=False), np.float32)
+
+
+def build_feature_extractor(hparams: HParams, *, weights_dir: str | Path) -> FeatureExtractor:
+    """The frozen pretrained backbone of ``hparams.architecture`` with global average pooling.
+
+    Args:
+        hparams: architecture, input size and weights (``"imagenet"`` or a file path).
+        weights_dir: where converted weights are cached (``<var>/weights``).
+
+    Raises:
+        WeightsUnavailableError: the weights cannot be found, verified or read; the message
+            names the file, its checksum and the fix.
+    """
+    if hparams.architecture == "efficientnet_lite0":
+        from training.backbones import efficientnet_lite0_extractor
+
+        model, weights_sha = efficientnet_lite0_extractor(hparams.image_size, hparams.weights,
+                                                          cache_dir=Path(weights_dir))
+    elif hparams.architecture == "mobilenet_v3_small":
+        model, weights_sha = _mobilenet_v3_small(hparams)
+    else:
+        raise WeightsUnavailableError(f"{hparams.architecture} has no pretrained backbone.")
+    model.trainable = False
+    h, w = hparams.image_size
+    backbone_id = f"{hparams.architecture}:{weights_sha[:16]}@{h}x{w}"
+    return FeatureExtractor(model=model, backbone_id=backbone_id,
+                            dim=int(model.output_shape[-1]))
+
+
+def _mobilenet_v3_small(hparams: HParams) -> tuple[Any, str]:
+    """Keras' MobileNetV3-Small (its own Rescaling inside), pooled; ImageNet needs a download."""
+    import keras
+    from keras import layers
+
+    from training.model import load_mobilenet_backbone
+
+    h, w = hparams.image_size
+    backbone = load_mobilenet_backbone(keras, (h, w, 3), hparams.weights)
+    inputs = keras.Input(shape=(h, w, 3), name="pixels")
+    pooled = layers.GlobalAveragePooling2D(name=EMBEDDING_NAME)(backbone(inputs, training=False))
+    return keras.Model(inputs, pooled, name="mobilenet_v3_small_features"), _weights_sha(
+        hparams.weights, backbone)
+
+
+def _weights_sha(weights: str | None, backbone: Any) -> str:
+    """Checksum of a weights file, or of the loaded weights themselves (Keras' download cache)."""
+    if weights not in (None, "imagenet") and Path(weights).is_file():
+        return hashlib.sha256(Path(weights).read_bytes()).hexdigest()
+    digest = hashlib.sha256()
+    for array in backbone.get_weights():
+        digest.update(array.tobytes())
+    return digest.hexdigest()

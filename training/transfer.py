@@ -1,0 +1,179 @@
+"""Transfer learning on a frozen pretrained backbone: cached embeddings, k-fold head, export.
+
+1. Embed every labelled image once (``training/embeddings.py``; cached by content).
+2. Group near-duplicates, cross-validate the head (``training/validation.py``): the recipe, the
+   temperature and out-of-fold predictions for every image.
+3. Metrics, calibration, auto-fill thresholds and the gate from those predictions.
+4. Train the final head on all images, fold standardisation and temperature into one dense
+   layer on the backbone, export every quantisation and keep the best (``quantization.py``).
+Optionally (``fine_tune_epochs``) the top of the backbone is fine-tuned too, and kept only when it
+beats the frozen head on the same held-out images (``training/fine_tune.py``).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+from classifier.preprocessing import InputContract
+from training.embeddings import EmbeddingCache, embed_items
+from training.features import build_feature_extractor
+from training.fine_tune import fine_tune
+from training.head import HeadParams, fit_head
+from training.hparams import HParams
+from training.pipeline import TrainingOutcome, filter_classes, heldout_report
+from training.train import ProgressFn
+from training.validation import cross_validate, near_duplicate_groups
+
+# Serving threads on a small machine: the quantisation timings use what production uses.
+SERVING_THREADS = 2
+
+
+def train_on_embeddings(items: list, hparams: HParams, *, workdir: Path, cache_root: Path,
+                        progress: ProgressFn | None,
+                        say: Callable[[str], None]) -> TrainingOutcome:
+    """Train the head of ``hparams.architecture`` on cached embeddings and export the model."""
+    from training.model import classifier_on_features
+    from training.quantization import export_quantized
+
+    extractor = build_feature_extractor(hparams, weights_dir=cache_root / "weights")
+    cache = EmbeddingCache(cache_root / "embeddings" / f"{_file_safe(extractor.backbone_id)}"
+                           ".sqlite3")
+    say(f"Embedding {len(items)} images with {extractor.backbone_id}...")
+    try:
+        embedded = embed_items(items, extract=extractor, cache=cache, size=hparams.image_size,
+                               workers=hparams.decode_workers,
+                               progress=_embed_progress(progress))
+    finally:
+        cache.close()
+    say(f"Embedded {len(embedded.keys)} images: {embedded.computed} computed, "
+        f"{embedded.cached} from the cache.")
+    warnings = [f"Skipped {s.key}: {s.reason}" for s in embedded.skipped]
+    names, y, rows, dropped = filter_classes(embedded.labels,
+                                             min_images=hparams.min_images_per_class)
+    warnings += dropped
+    for line in warnings:
+        say(line)
+    x = embedded.vectors[rows]
+    keys = [embedded.keys[i] for i in rows]
+    groups = near_duplicate_groups(x, y)
+    base = HeadParams(dropout=hparams.dropout, label_smoothing=hparams.label_smoothing,
+                      learning_rate=hparams.learning_rate, batch_size=hparams.batch_size)
+    cv = cross_validate(x, y, len(names), base=base, seed=hparams.seed, groups=groups)
+    say(f"Cross-validated the head ({cv.folds} folds over {len(np.unique(groups))} distinct "
+        f"products): weight decay {cv.params.l2:g}, {cv.params.epochs} epochs, "
+        f"temperature {cv.temperature:.2f}.")
+    report, thresholds, gate, heldout = heldout_report(
+        keys=keys, labels=y, logits=cv.oof_logits, label_names=names,
+        target_precision=hparams.target_precision, method="stratified_group_kfold",
+        temperature=cv.temperature)
+    report["evaluation"] = cv.summary()
+    head, _ = fit_head(x, y, len(names), cv.params, seed=hparams.seed)
+    kernel, bias = head.folded(cv.temperature)
+    model = classifier_on_features(extractor.model, kernel, bias)
+    history, embedding_backbone = _history(cv), extractor.backbone_id
+    if hparams.fine_tune_epochs:
+        by_key = {item.key: item for item in items}
+        tuned = fine_tune(items=[by_key[k] for k in keys], labels=y, names=names, embeddings=x,
+                          fold_of=cv.fold_of, head_params=cv.params, extractor=extractor,
+                          hparams=hparams, workdir=workdir, progress=progress, say=say)
+        report["fine_tune"] = {"kept": tuned.kept, "frozen_accuracy": tuned.frozen_accuracy,
+                               "tuned_accuracy": tuned.tuned_accuracy,
+                               "heldout_count": int(len(tuned.heldout_rows))}
+        history = {k: history.get(k, []) + tuned.history.get(k, []) for k in
+                   ("loss", "accuracy", "val_loss", "val_accuracy", "phase")}
+        if tuned.kept:
+            model, report, thresholds, gate, heldout = _tuned_outcome(
+                tuned, keys, y, names, hparams, report)
+            embedding_backbone = f"{extractor.backbone_id}+ft:{tuned.weights_digest[:12]}"
+    model_path = workdir / "model.keras"
+    workdir.mkdir(parents=True, exist_ok=True)
+    model.save(model_path)
+    contract = InputContract(height=hparams.image_size[0], width=hparams.image_size[1],
+                             output="logits")
+    sample_rows = [n for n, i in enumerate(rows) if int(i) in embedded.sample]
+    pixels = (np.stack([embedded.sample[int(rows[n])] for n in sample_rows]) if sample_rows
+              else np.zeros((0, *hparams.image_size, 3), np.uint8))
+    say(f"Exporting TFLite ({hparams.quantization}), checked on {len(pixels)} images...")
+    choice = export_quantized(model, requested=hparams.quantization, pixels=pixels,
+                              labels=y[sample_rows], label_names=names, contract=contract,
+                              representative=pixels, num_threads=SERVING_THREADS)
+    report["quantization"] = choice.table
+    say(_done_line(report, choice.name))
+    return TrainingOutcome(
+        tflite_bytes=choice.tflite_bytes, labels=names, contract=contract, hparams=hparams,
+        quantization=choice.name, keras_model_path=model_path, report=report,
+        thresholds=thresholds, gate=gate, heldout=heldout,
+        dataset_stats=_stats(names, y, groups, embedded, dropped, warnings),
+        history=history, warnings=warnings,
+        embedding_backbone=embedding_backbone, embedding_dim=extractor.dim)
+
+
+def _tuned_outcome(tuned, keys: list[str], y: np.ndarray, names: list[str], hparams: HParams,
+                   frozen_report: dict):
+    """Report, thresholds and gate of a kept fine-tuned model, from its held-out fold."""
+    from training.model import fold_temperature
+
+    rows = tuned.heldout_rows
+    report, thresholds, gate, heldout = heldout_report(
+        keys=[keys[i] for i in rows], labels=y[rows], logits=tuned.heldout_logits,
+        label_names=names, target_precision=hparams.target_precision,
+        method="fine_tune_validation")
+    report["evaluation"] = {**frozen_report["evaluation"], "method": "fine_tune_validation",
+                            "count": int(len(rows))}
+    report["fine_tune"] = frozen_report["fine_tune"]
+    report["frozen_head"] = {k: frozen_report[k] for k in ("accuracy", "macro_f1", "oof")}
+    fold_temperature(tuned.model, report["calibration"]["temperature"])
+    return tuned.model, report, thresholds, gate, heldout
+
+
+def _file_safe(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "-", name)
+
+
+def _embed_progress(progress: ProgressFn | None) -> Callable[[int, int], None] | None:
+    if progress is None:
+        return None
+
+    def report(done: int, total: int) -> None:
+        progress({"event": "batch", "phase": "embed", "epoch": 1, "epochs": 1,
+                  "batch": done, "batches": max(1, total), "logs": {}})
+
+    return report
+
+
+def _stats(names: list[str], y: np.ndarray, groups: np.ndarray, embedded, dropped: list[str],
+           warnings: list[str]) -> dict:
+    """Images per category (all are trained on and all are predicted out of fold)."""
+    counts = {}
+    for c, name in enumerate(names):
+        mine = y == c
+        n = int(mine.sum())
+        counts[name] = {"train": n, "validation": n, "test": 0,
+                        "distinct_products": int(len(np.unique(groups[mine])))}
+    return {"classes": list(names), "counts": counts, "dropped_classes": dropped,
+            "skipped": [{"key": s.key, "label": s.label, "reason": s.reason}
+                        for s in embedded.skipped],
+            "warnings": list(warnings), "embeddings_computed": embedded.computed,
+            "embeddings_cached": embedded.cached}
+
+
+def _history(cv) -> dict[str, list]:
+    """Held-out loss and accuracy of the chosen weight decay at each checked epoch."""
+    rows = sorted((c for c in cv.candidates if c["l2"] == cv.params.l2),
+                  key=lambda c: c["epochs"])
+    return {"epoch": [c["epochs"] for c in rows], "val_loss": [c["nll"] for c in rows],
+            "val_accuracy": [c["accuracy"] for c in rows], "loss": [], "accuracy": [],
+            "phase": ["head"] * len(rows)}
+
+
+def _done_line(report: dict, quantization: str) -> str:
+    auto = report["auto_fill"]
+    threshold = auto["threshold"]
+    fill = (f"auto-fill at confidence >= {threshold:.2f} covers {auto['coverage']:.0%}"
+            if threshold is not None else "no confidence reaches the target precision yet")
+    return (f"Done: out-of-fold accuracy {report['accuracy']:.3f} "
+            f"(baseline {report['baseline_accuracy']:.3f}); {fill}; exported as {quantization}.")
