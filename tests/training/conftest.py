@@ -43,3 +43,17 @@ def zip_folder(folder: Path, target: Path, *, wrap: str | None = None) -> Path:
 @pytest.fixture
 def dataset_dir(tmp_path: Path) -> Path:
     return write_dataset(tmp_path / "data")
+
+
+@pytest.fixture(scope="session")
+def lite0_weights_cache(tmp_path_factory) -> Path:
+    """A weights cache holding the installed EfficientNet-Lite0 .pth converted once per session.
+
+    Conversion (read without torch, build, assign, save) takes seconds; the backbone tests share
+    its result instead of converting again in each module.
+    """
+    from training.backbones.efficientnet_lite_weights import efficientnet_lite_weights_file
+
+    cache_dir = tmp_path_factory.mktemp("weights")
+    efficientnet_lite_weights_file("imagenet", cache_dir=cache_dir)
+    return cache_dir

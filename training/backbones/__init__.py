@@ -1,0 +1,1 @@
+"""Pretrained image backbones for training: architectures, their weights and the weights reader."""
