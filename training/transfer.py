@@ -13,6 +13,7 @@ beats the frozen head on the same held-out images (``training/fine_tune.py``).
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -43,14 +44,15 @@ def train_on_embeddings(items: list, hparams: HParams, *, workdir: Path, cache_r
     cache = EmbeddingCache(cache_root / "embeddings" / f"{_file_safe(extractor.backbone_id)}"
                            ".sqlite3")
     say(f"Embedding {len(items)} images with {extractor.backbone_id}...")
+    started = time.monotonic()
     try:
         embedded = embed_items(items, extract=extractor, cache=cache, size=hparams.image_size,
                                workers=hparams.decode_workers,
                                progress=_embed_progress(progress))
     finally:
         cache.close()
-    say(f"Embedded {len(embedded.keys)} images: {embedded.computed} computed, "
-        f"{embedded.cached} from the cache.")
+    say(f"Embedded {len(embedded.keys)} images in {time.monotonic() - started:.1f} s: "
+        f"{embedded.computed} computed, {embedded.cached} from the cache.")
     warnings = [f"Skipped {s.key}: {s.reason}" for s in embedded.skipped]
     names, y, rows, dropped = filter_classes(embedded.labels,
                                              min_images=hparams.min_images_per_class)
