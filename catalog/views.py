@@ -89,9 +89,19 @@ def storefront(request):
         products = products.filter(category__in=selectors.category_subtree_ids(slug=slug))
     page = Paginator(products.order_by("-created_at", "-id"), STOREFRONT_PAGE_SIZE).get_page(
         request.GET.get("page"))
-    categories = [c for c in selectors.category_list_for_storefront() if c.parent_id is None]
     return render(request, "catalog/storefront.html", {
-        "page": page, "categories": categories, "current": slug,
+        "page": page, "categories": _category_menu(), "current": slug,
         "filter_query": f"{urlencode({'category': slug})}&" if slug else "",
         "products": [(p, thumbnail_url(p.image, size=320)) for p in page],
     })
+
+
+def _category_menu() -> list[tuple]:
+    """``(category, published products, is_child)`` in tree order; a parent counts its children."""
+    menu = []
+    for top in (c for c in selectors.category_list_for_storefront() if c.parent_id is None):
+        children = list(top.children.all())
+        menu.append((top, top.own_product_count + sum(c.own_product_count for c in children),
+                     False))
+        menu += [(child, child.own_product_count, True) for child in children]
+    return menu

@@ -83,3 +83,6 @@ class PredictionRecordAdmin(admin.ModelAdmin):
 
     def has_add_permission(self, request):
         return False
+
+    def has_change_permission(self, request, obj=None):
+        return False  # History: what a model said; nothing on its page can be saved.

@@ -40,10 +40,17 @@ def _text(x: float, y: float, body: str, *, anchor: str = "start", extra: str = 
             f"{extra}>{title}{escape(body)}</text>")
 
 
+# Charts grow with the page up to this factor of their drawn size, so a three-category matrix
+# does not turn into a poster on a wide screen.
+MAX_SCALE = 1.25
+
+
 def _svg(width: int, height: int, label: str, body: list[str], *, min_width: int = 0) -> str:
-    style = f' style="min-width:{min_width}px"' if min_width else ""
+    style = f"max-width:{round(width * MAX_SCALE)}px"
+    if min_width:
+        style += f";min-width:{min_width}px"
     return (f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {width} {height}" '
-            f'width="100%" role="img" aria-label="{escape(label)}" {FONT}{style}>'
+            f'width="100%" role="img" aria-label="{escape(label)}" {FONT} style="{style}">'
             f"<title>{escape(label)}</title>{''.join(body)}</svg>")
 
 
@@ -125,7 +132,7 @@ class Frame:
     width: int = 520
     height: int = 320
     left: int = 64
-    right: int = 16
+    right: int = 26  # room for the last x tick label ("100%") centred on the edge
     top: int = 34
     bottom: int = 52
     x_range: tuple[float, float] = (0.0, 1.0)
@@ -301,12 +308,16 @@ def epochs_svg(series: Sequence[tuple[str, Sequence[float], str, bool]], *, y_la
         y_range, y_ticks = (0.0, ticks[-1]), [(t, f"{t:g}") for t in ticks]
     frame = Frame(x_range=(1, max(2, epochs)), y_range=y_range)
     body = frame.axes(_epoch_ticks(epochs), y_ticks, "Epoch", y_label)
-    for epoch, label in markers:
+    for row, (epoch, label) in enumerate(sorted(markers)):
         x = frame.x(epoch)
         body.append(f'<line x1="{x:.1f}" x2="{x:.1f}" y1="{frame.top}" '
                     f'y2="{frame.height - frame.bottom}" stroke="currentColor" '
                     'stroke-opacity="0.45" stroke-dasharray="2 3"/>')
-        body.append(_text(x + 4, frame.top + 12, label, extra=f'font-size="11" {HALO}'))
+        # One row per marker, so labels of neighbouring epochs never sit on each other; near
+        # the right edge the label goes to the left of its line.
+        right = x > frame.width - frame.right - 70
+        body.append(_text(x - 4 if right else x + 4, frame.top + 12 + 13 * row, label,
+                          anchor="end" if right else "start", extra=f'font-size="11" {HALO}'))
     for _label, values, colour, dashed in series:
         body.append(frame.polyline(list(enumerate(values, start=1)), colour, dashed))
     body += frame.legend([(label, colour, dashed) for label, _, colour, dashed in series])

@@ -6,7 +6,7 @@ import pytest
 from django.urls import reverse
 
 from catalog.models import CategorySource, Product, ReviewStatus
-from classifier.models import ClassificationJob
+from classifier.models import ClassificationJob, PredictionRecord
 from classifier.services import classification_chunk_run, classification_job_start
 from tests.classifier.conftest import GREEN, RED
 from tests.support.tiny_model import solid_color_jpeg
@@ -150,3 +150,7 @@ def test_job_page_is_read_only_and_lists_its_products_with_outcomes_paged(
     assert first.count("<td>Classified</td>") == JOB_RECORDS_PER_PAGE
     assert second.count("<td>Classified</td>") == 1
     assert f">{products[-1].sku}</a>" in second
+    record = PredictionRecord.objects.filter(job=job).first()
+    record_page = admin_client.get(reverse("admin:classifier_predictionrecord_change",
+                                           args=[record.pk])).content.decode()
+    assert record_page and 'name="_save"' not in record_page

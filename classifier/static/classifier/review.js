@@ -49,7 +49,7 @@
     var done = document.querySelector(".review-done");
     if (done && cards.every(function (c) { return c.classList.contains("decided") || c.classList.contains("pending"); })) {
       done.hidden = false;
-      done.focus();
+      done.querySelector("a").focus();  // Enter loads the next products
     }
   }
 
