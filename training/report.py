@@ -1,16 +1,16 @@
 """A model version's report: what its metrics mean for the shop, as sentences, tables and charts.
 
-Works from the stored JSON only (``ModelVersion.metrics`` and ``history``), so it never loads
-TensorFlow or the model. Versions trained before calibration and k-fold evaluation lack some
-keys; each section is then left out and ``missing`` says what is not measured.
+Works from the stored JSON only (``ModelVersion.metrics`` and ``history``), so it loads neither
+TensorFlow nor the model, and imports no Django (like the rest of the pipeline side): charts are
+SVG strings in which ``training.charts`` escapes every text, and the admin template inserts them
+as they are. Versions trained before calibration and k-fold evaluation lack some keys; each
+section is then left out and ``missing`` says what is not measured.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from typing import Any
-
-from django.utils.safestring import mark_safe
 
 from training.charts import (
     TRAIN_COLOUR,
@@ -153,8 +153,8 @@ def training_charts(history: Mapping, best_epoch: Any) -> dict[str, str]:
         series = [("training", history.get(key) or [], TRAIN_COLOUR, False),
                   ("validation", history.get(f"val_{key}") or [], VALIDATION_COLOUR, True)]
         if any(values for _, values, _, _ in series):
-            charts[key] = mark_safe(epochs_svg(series, y_label=label, percent=percent_axis,
-                                               markers=markers))
+            charts[key] = epochs_svg(series, y_label=label, percent=percent_axis,
+                                     markers=markers)
     return charts
 
 
@@ -193,14 +193,14 @@ def model_version_report(*, metrics: Mapping, history: Mapping, names: Mapping[s
         "epochs": len((history or {}).get("loss") or []),
     }
     if evaluated and evaluated.get("confusion"):
-        report["confusion"] = mark_safe(confusion_svg(
-            [names.get(label, label) for label in evaluated["labels"]], evaluated["confusion"]))
+        report["confusion"] = confusion_svg(
+            [names.get(label, label) for label in evaluated["labels"]], evaluated["confusion"])
     if calibration and calibration.get("bins"):
-        report["reliability"] = mark_safe(reliability_svg(calibration["bins"]))
+        report["reliability"] = reliability_svg(calibration["bins"])
         report["calibration"] = calibration_sentence(calibration)
     if auto and auto.get("curve"):
-        report["coverage"] = mark_safe(coverage_precision_svg(
-            auto["curve"], chosen=auto, target=auto.get("target_precision")))
+        report["coverage"] = coverage_precision_svg(
+            auto["curve"], chosen=auto, target=auto.get("target_precision"))
     report["missing"] = _missing(report)
     return report
 
