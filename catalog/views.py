@@ -83,7 +83,8 @@ def storefront(request):
     The real storefront is the shop's own site on the REST API; this page shows what that API
     publishes, without writing any code.
     """
-    slug = request.GET.get("category", "")
+    # PostgreSQL refuses NUL in any query parameter; no slug holds one.
+    slug = request.GET.get("category", "").replace("\x00", "")
     products = selectors.product_list_for_storefront()
     if slug:
         products = products.filter(category__in=selectors.category_subtree_ids(slug=slug))

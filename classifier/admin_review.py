@@ -76,7 +76,7 @@ def review_view(model_admin, request):
     """GET: the review grid, least certain first, optionally one predicted category only."""
     if not model_admin.has_change_permission(request):
         raise PermissionDenied
-    predicted = request.GET.get("predicted", "")
+    predicted = request.GET.get("predicted", "").replace("\x00", "")  # PostgreSQL refuses NUL
     page = Paginator(selectors.products_for_review(predicted_slug=predicted),
                      REVIEW_PAGE_SIZE).get_page(request.GET.get("page"))
     by_slug, here = categories_by_slug(), request.get_full_path()

@@ -22,6 +22,8 @@ GOOD_COLOUR = "#3a9d3a"
 FONT = 'font-family="inherit" font-size="13"'
 # Category names longer than this are cut with "…" (the full name is the tooltip).
 MAX_NAME_CHARS = 18
+# Average width of a character at the charts' 13-unit font, for sizing margins to labels.
+CHAR_WIDTH = 7.2
 # Line charts: at most this many tick labels per axis, so labels never collide.
 MAX_TICKS = 8
 # Annotations drawn over lines get an outline in the page's background colour, so they stay
@@ -83,7 +85,10 @@ def confusion_svg(names: Sequence[str], matrix: Sequence[Sequence[int]]) -> str:
     """
     n = len(names)
     cell = 44 if n <= 12 else 30
-    left, top = 150, 130
+    # Margins fit the longest (shortened) name: row labels on the left, column labels rotated
+    # 50 degrees above (sin 50° ≈ 0.77 of their length upwards).
+    longest = max((len(_short(name)) for name in names), default=0) * CHAR_WIDTH
+    left, top = max(130, round(longest) + 20), max(64, round(longest * 0.77) + 34)
     width, height = left + n * cell + 60, top + n * cell + 10
     # Axis titles sit in the empty top-left corner, clear of every category name.
     body = [_text(4, 18, "Predicted category →", extra='font-weight="600"'),
@@ -186,7 +191,7 @@ class Frame:
         """One row of ``(label, colour, dashed)`` entries above the plot, right-aligned."""
         parts, x = [], self.width - self.right
         for label, colour, dashed in reversed(items):
-            x -= 8 + len(label) * 7.2
+            x -= 8 + len(label) * CHAR_WIDTH
             parts.append(_text(x + 26, 18, label))
             dash = ' stroke-dasharray="6 4"' if dashed else ""
             parts.append(f'<line x1="{x}" x2="{x + 22}" y1="14" y2="14" stroke="{colour}" '

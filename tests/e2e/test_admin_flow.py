@@ -225,8 +225,10 @@ def test_admin_classifies_reviews_accepts_retrains_and_exports_in_a_browser(
     with page.expect_navigation():
         job_link.first.click()
     job_pk = int(re.search(r"/classificationjob/(\d+)/", page.url).group(1))
-    screenshot(page, "job-progress")
     reload_until_status(page, r"Succeeded", "the classification job to succeed", [workers])
+    assert page.locator("#job-products tbody tr").count() == len(unlabelled)
+    scroll_to(page, "#job-products")
+    screenshot(page, "job-progress")
     job = ClassificationJob.objects.get(pk=job_pk)
     assert (job.total, job.done_count, job.failed_count) == (len(unlabelled), len(unlabelled), 0)
 

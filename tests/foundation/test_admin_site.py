@@ -105,3 +105,4 @@ def test_view_site_is_the_storefront_of_published_products(admin_client, client)
     assert "Published hammer" in html and "Draft saw" not in html
     assert reverse("api-docs") in html
     assert "Published hammer" not in client.get("/", {"category": "other"}).content.decode()
+    assert client.get("/", {"category": "to\x00ols"}).status_code == 200  # NUL: no 500
