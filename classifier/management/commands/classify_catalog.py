@@ -25,7 +25,7 @@ class Command(BaseCommand):
         products, scope = self._products(options)
         if not products.exists():
             # Nothing to do is not a job: an empty one would only clutter the job list.
-            self.stdout.write("Nothing to classify: no product matches (with an image).")
+            self.stdout.write("Nothing to classify: no product with an image matches.")
             return
         try:
             if not options["sync"]:
