@@ -42,15 +42,15 @@ class ProductAdmin(ProductClassificationAdminMixin, admin.ModelAdmin):
                            "predicted_category__parent"]
     autocomplete_fields = ["category"]
     readonly_fields = [
-        "category_source", "category_set_at", "predicted_category", "prediction_confidence",
-        "prediction_top_k", "prediction_model_version", "predicted_at", "review_status",
+        "category_source", "category_set_at", "predicted_category", "confidence_display",
+        "prediction_model_version", "predicted_at", "review_status",
         "classification_error", "image_missing", "image_updated_at", "created_at", "updated_at",
     ]
     fieldsets = [
         (None, {"fields": ["sku", "title", "description", "price", "is_published", "image"]}),
         ("Category", {"fields": ["category", "category_source", "category_set_at"]}),
         ("Classifier", {"fields": [
-            "review_status", "predicted_category", "prediction_confidence", "prediction_top_k",
+            "review_status", "predicted_category", "confidence_display",
             "prediction_model_version", "predicted_at", "classification_error",
         ]}),
         ("Record", {"fields": ["image_missing", "image_updated_at", "created_at", "updated_at"]}),

@@ -1,12 +1,13 @@
 """Reads for categories and products: the querysets the storefront API and staff tools list."""
 
 from django.db.models import Count, IntegerField, OuterRef, Prefetch, Q, QuerySet, Subquery
+from django.db.models.functions import Coalesce
 
 from catalog.models import Category, Product
 
 
-def _published_count_subquery() -> Subquery:
-    """Published products filed directly under the outer category.
+def _published_count_subquery() -> Coalesce:
+    """Published products filed directly under the outer category (0, never NULL, when none).
 
     A correlated subquery rather than a JOIN + GROUP BY: each count is an index range scan on
     ``product_storefront_idx`` (is_published, category, ...), and no product row is read.
@@ -18,7 +19,7 @@ def _published_count_subquery() -> Subquery:
         .annotate(n=Count("pk"))
         .values("n")
     )
-    return Subquery(counts, output_field=IntegerField())
+    return Coalesce(Subquery(counts, output_field=IntegerField()), 0)
 
 
 def category_list_for_storefront() -> QuerySet[Category]:

@@ -1,14 +1,19 @@
-"""The media proxy: product images from a private Appwrite bucket, served with HTTP caching."""
+"""Public pages: a minimal storefront, and the media proxy serving product images from a private
+Appwrite bucket with HTTP caching."""
 
 import hashlib
 
 from django.core.cache import cache
+from django.core.paginator import Paginator
 from django.http import Http404, HttpResponse, HttpResponseBadRequest
+from django.shortcuts import render
+from django.utils.http import urlencode
 from django.views.decorators.http import require_GET
 
+from catalog import selectors
 from catalog.exceptions import ImageNotFoundError, StorageError, StorageUnavailableError
 from catalog.models import Product
-from catalog.storage import media_bytes
+from catalog.storage import media_bytes, thumbnail_url
 
 # Thumbnail sides the proxy renders: the admin's 160 px up to a storefront's retina tile; a cap
 # keeps anonymous callers from asking Appwrite for huge resizes.
@@ -65,3 +70,39 @@ def _cached(response: HttpResponse, etag: str) -> HttpResponse:
     response["ETag"] = etag
     response["Cache-Control"] = f"public, max-age={MAX_AGE_SECONDS}"
     return response
+
+
+# Products per storefront page: a 4 x 6 grid on a desktop.
+STOREFRONT_PAGE_SIZE = 24
+
+
+@require_GET
+def storefront(request):
+    """A minimal shop front: published products, by category, paged (the admin's "View site").
+
+    The real storefront is the shop's own site on the REST API; this page shows what that API
+    publishes, without writing any code.
+    """
+    # PostgreSQL refuses NUL in any query parameter; no slug holds one.
+    slug = request.GET.get("category", "").replace("\x00", "")
+    products = selectors.product_list_for_storefront()
+    if slug:
+        products = products.filter(category__in=selectors.category_subtree_ids(slug=slug))
+    page = Paginator(products.order_by("-created_at", "-id"), STOREFRONT_PAGE_SIZE).get_page(
+        request.GET.get("page"))
+    return render(request, "catalog/storefront.html", {
+        "page": page, "categories": _category_menu(), "current": slug,
+        "filter_query": f"{urlencode({'category': slug})}&" if slug else "",
+        "products": [(p, thumbnail_url(p.image, size=320)) for p in page],
+    })
+
+
+def _category_menu() -> list[tuple]:
+    """``(category, published products, is_child)`` in tree order; a parent counts its children."""
+    menu = []
+    for top in (c for c in selectors.category_list_for_storefront() if c.parent_id is None):
+        children = list(top.children.all())
+        menu.append((top, top.own_product_count + sum(c.own_product_count for c in children),
+                     False))
+        menu += [(child, child.own_product_count, True) for child in children]
+    return menu

@@ -1,18 +1,21 @@
 """Admin for model versions, classification jobs and prediction history."""
 
 from django.contrib import admin
-from django.urls import reverse
-from django.utils.html import format_html, format_html_join
+from django.core.paginator import Paginator
+from django.utils.html import format_html
 
 from classifier import admin_exports, selectors
 from classifier.models import ClassificationJob, ModelVersion, PredictionRecord
 from training.admin_model_version import ModelVersionTrainingMixin
 
+# Products listed per page on a job's page (a job may cover a whole catalog).
+JOB_RECORDS_PER_PAGE = 50
+
 
 @admin.register(ModelVersion)
 class ModelVersionAdmin(ModelVersionTrainingMixin, admin.ModelAdmin):
     list_display = ["number", "name", "architecture", "quantization", "accuracy_display",
-                    "is_active", "created_at", "created_by"]
+                    "auto_fill_display", "is_active", "created_at", "created_by"]
     list_filter = ["is_active", "architecture", "quantization"]
     search_fields = ["name", "notes"]
     readonly_fields = [f.name for f in ModelVersion._meta.fields if f.name not in ("name", "notes")]
@@ -25,6 +28,13 @@ class ModelVersionAdmin(ModelVersionTrainingMixin, admin.ModelAdmin):
     @admin.display(description="Accuracy")
     def accuracy_display(self, obj):
         return "—" if obj.accuracy is None else f"{obj.accuracy:.1%}"
+
+    @admin.display(description="Auto-fill")
+    def auto_fill_display(self, obj):
+        auto = (obj.metrics or {}).get("auto_fill") if isinstance(obj.metrics, dict) else None
+        if not isinstance(auto, dict) or auto.get("precision") is None:
+            return "—"
+        return f"{auto['precision']:.0%} right, {auto.get('coverage') or 0:.0%} filled"
 
     def has_add_permission(self, request):
         return False  # Versions come from training, never from a hand-filled form.
@@ -39,7 +49,7 @@ class ClassificationJobAdmin(admin.ModelAdmin):
     # product_ids (for resuming stalled jobs) can hold a whole catalog's ids: not shown.
     exclude = ["product_ids"]
     readonly_fields = ["progress_bar", *[f.name for f in ClassificationJob._meta.fields
-                                         if f.name != "product_ids"], "failures"]
+                                         if f.name != "product_ids"]]
     list_select_related = ["model_version"]
 
     @admin.display(description="Progress")
@@ -47,18 +57,19 @@ class ClassificationJobAdmin(admin.ModelAdmin):
         return format_html('<progress value="{}" max="{}" style="width:12em"></progress> {} / {}',
                            obj.processed, max(obj.total, 1), obj.processed, obj.total)
 
-    @admin.display(description="Failed products")
-    def failures(self, obj):
-        records = selectors.job_failed_records(job=obj)
-        if not records:
-            return "None"
-        rows = format_html_join("", '<li><a href="{}">{}</a>: {}</li>', (
-            (reverse("admin:catalog_product_change", args=[r.product_id]), r.product.sku,
-             r.error) for r in records))
-        return format_html("<ul>{}</ul>", rows)
-
     def has_add_permission(self, request):
         return False
+
+    def has_change_permission(self, request, obj=None):
+        return False  # A job is a record of work done: its page is read-only (no Save buttons).
+
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        job = self.get_object(request, object_id)
+        if job is not None:
+            records = Paginator(selectors.job_records(job=job), JOB_RECORDS_PER_PAGE)
+            extra_context = {**(extra_context or {}),
+                             "records_page": records.get_page(request.GET.get("p"))}
+        return super().change_view(request, object_id, form_url, extra_context=extra_context)
 
 
 @admin.register(PredictionRecord)
@@ -72,3 +83,6 @@ class PredictionRecordAdmin(admin.ModelAdmin):
 
     def has_add_permission(self, request):
         return False
+
+    def has_change_permission(self, request, obj=None):
+        return False  # History: what a model said; nothing on its page can be saved.

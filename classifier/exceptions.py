@@ -99,3 +99,12 @@ class PredictionLabelError(ClassifierError):
         "The model predicted a label that is not a category slug. Create the category or train "
         "a new model version on the current categories."
     )
+
+
+class ReviewPermissionError(ClassifierError):
+    """A user without the permission to change products tried to decide a category."""
+
+    default_message = (
+        "You may not change product categories. Ask an administrator for the \"Can change "
+        "product\" permission."
+    )

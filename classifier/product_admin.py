@@ -14,7 +14,7 @@ from django.urls import path, reverse
 from django.utils.html import format_html
 
 from catalog.models import ReviewStatus
-from classifier import selectors, services
+from classifier import admin_review, selectors, services
 from classifier.exceptions import ClassifierError
 
 try:  # The storage helper's resized thumbnails; the original image otherwise.
@@ -91,20 +91,45 @@ class ProductClassificationAdminMixin:
             return HttpResponseNotAllowed(["POST"])
         if not self.has_change_permission(request):
             raise PermissionDenied
-        self._start_job(request, products=selectors.products_unclassified(),
-                        scope="admin: all unclassified")
+        products = selectors.products_unclassified()
+        if products.exists():
+            self._start_job(request, products=products, scope="admin: all unclassified")
+        else:
+            self.message_user(request, "Nothing to classify: every product with an image has "
+                              "been classified.", messages.INFO)
         return HttpResponseRedirect(reverse("admin:catalog_product_changelist"))
 
+    @admin.display(description="Confidence", ordering="prediction_confidence")
+    def confidence_display(self, obj):
+        return "—" if obj.prediction_confidence is None else f"{obj.prediction_confidence:.0%}"
+
     def get_urls(self):
-        view = self.admin_site.admin_view(self.classify_unclassified_view)
-        return [path("classify-unclassified/", view,
-                     name="catalog_product_classify_unclassified")] + super().get_urls()
+        view = self.admin_site.admin_view
+        return [
+            path("classify-unclassified/", view(self.classify_unclassified_view),
+                 name="catalog_product_classify_unclassified"),
+            path("review/", view(lambda request: admin_review.review_view(self, request)),
+                 name="catalog_product_review"),
+            path("<path:object_id>/decide/",
+                 view(lambda request, object_id: admin_review.decide_view(self, request,
+                                                                          object_id)),
+                 name="catalog_product_decide"),
+            *super().get_urls(),
+        ]
 
     def changelist_view(self, request, extra_context=None):
         extra_context = {**(extra_context or {}),
                          "can_classify": self.has_change_permission(request),
+                         "review_count": selectors.products_needing_review_count(),
                          "needs_review_query": f"review_status__exact={ReviewStatus.NEEDS_REVIEW}"}
         return super().changelist_view(request, extra_context=extra_context)
+
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        product = self.get_object(request, object_id)
+        if product is not None:
+            extra_context = {**(extra_context or {}), "review_panel":
+                             admin_review.product_panel_context(self, request, product)}
+        return super().change_view(request, object_id, form_url, extra_context=extra_context)
 
     def _start_job(self, request, *, products, scope: str) -> None:
         try:

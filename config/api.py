@@ -50,18 +50,36 @@ def _domain_response(exc: Exception) -> Response | None:
     return None
 
 
+def _with_code(response: Response, exc: Exception) -> Response:
+    """Give a DRF error body its machine-readable ``code`` (401, 403, 404, 405, 413, 429, ...).
+
+    ``{"detail": ...}`` bodies get the exception's code (``not_authenticated``, ``throttled``);
+    field errors keep their ``{"field": [...]}`` shape and get ``"code": "invalid"`` beside
+    them; a bare list of messages becomes ``{"detail": [...], "code": "invalid"}``.
+    """
+    data = response.data
+    if isinstance(data, list):
+        response.data = {"detail": data, "code": "invalid"}
+    elif isinstance(data, dict) and "code" not in data:
+        detail = data.get("detail")
+        code = getattr(detail, "code", None) or getattr(exc, "default_code", None)
+        data["code"] = code if "detail" in data and code else "invalid"
+    return response
+
+
 def exception_handler(exc, context):
     """DRF's handler, plus our errors, Django validation errors and suspicious file names.
 
-    Everything a client can cause maps to a 4xx with ``{"detail": ..., "code": ...}``; only
-    genuine bugs fall through to Django's 500.
+    Everything a client can cause maps to a 4xx with ``{"detail": ..., "code": ...}`` (field
+    errors: ``{"field": [...], "code": "invalid"}``); only genuine bugs fall through to
+    Django's 500.
     """
     response = drf_exception_handler(exc, context)
     if response is not None:
-        return response
+        return _with_code(response, exc)
     if isinstance(exc, DjangoValidationError):
         detail = exc.message_dict if hasattr(exc, "error_dict") else {"detail": exc.messages}
-        return Response(detail, status=status.HTTP_400_BAD_REQUEST)
+        return Response({**detail, "code": "invalid"}, status=status.HTTP_400_BAD_REQUEST)
     if isinstance(exc, SuspiciousOperation):
         return Response({"detail": "The request names a file or value that is not allowed.",
                          "code": "suspicious"}, status=status.HTTP_400_BAD_REQUEST)

@@ -56,7 +56,8 @@ ALLOWED_HOSTS = env.list(
 CSRF_TRUSTED_ORIGINS = env.list("DJANGO_CSRF_TRUSTED_ORIGINS", default=[])
 
 INSTALLED_APPS = [
-    "django.contrib.admin",
+    # django.contrib.admin with the project's site: dashboard on the index (config/admin_site.py).
+    "config.admin_site.CatalogAdminConfig",
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",
@@ -174,6 +175,11 @@ MEDIA_ROOT = Path(env.str("DJANGO_MEDIA_ROOT", default=str(VAR_DIR / "media")))
 MEDIA_URL = "/media/"
 STATIC_ROOT = VAR_DIR / "static"
 STATIC_URL = "/static/"
+if DEBUG:
+    # Development and tests serve static files from the apps (no collectstatic); an empty
+    # STATIC_ROOT keeps WhiteNoise from warning "No directory at var/static" on every request
+    # handler it builds. In production collectstatic fills it, and a missing one should warn.
+    STATIC_ROOT.mkdir(parents=True, exist_ok=True)
 
 APPWRITE = {
     "ENDPOINT": env.str("APPWRITE_ENDPOINT", default=""),

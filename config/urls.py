@@ -9,11 +9,9 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from catalog import views as catalog_views
 from catalog import webhooks as catalog_webhooks
 
-admin.site.site_header = "Catalog Classifier"
-admin.site.site_title = "Catalog Classifier"
-admin.site.index_title = "Catalog administration"
-
 urlpatterns = [
+    # The admin's "View site": the published catalog, as the API gives it to a storefront.
+    path("", catalog_views.storefront, name="storefront"),
     path("admin/", admin.site.urls),
     path("api/v1/", include("catalog.api.urls")),
     path("api/v1/", include("classifier.api.urls")),

@@ -215,11 +215,14 @@ def build_category(category: Category, emoji: list[Emoji], labelled: set[Emoji],
                 "category_slug": category.slug,
                 "image": relative,
                 "labelled": "1" if item in labelled else "0",
+                # The shop sells what its staff have sorted; new arrivals (unlabelled, left to
+                # the classifier) stay drafts until someone reviews and publishes them.
+                "published": "1" if item in labelled else "0",
             })
     return rows
 
 
-CATALOG_COLUMNS = ("sku", "title", "category_slug", "image", "labelled")
+CATALOG_COLUMNS = ("sku", "title", "category_slug", "image", "labelled", "published")
 CATEGORY_COLUMNS = ("slug", "name", "description", "parent_slug")
 
 LICENSE_TEXT = """\

@@ -1,43 +1,49 @@
-"""ModelVersion admin additions: evaluation tables, chart images, activate and re-export actions.
+"""ModelVersion admin additions: the evaluation report, raw JSON folded away, activate and
+re-export actions.
 
 A mixin so ``classifier/admin.py`` keeps its own ModelVersionAdmin and only adds one base class.
-Charts are drawn by ``training.report`` (Pillow only: no TensorFlow in the web process).
+The report is built by ``training.report`` from the stored JSON (inline SVG charts: no
+TensorFlow, no image endpoints) and shown above the form by
+``templates/admin/classifier/modelversion/change_form.html``.
 """
 
-from django.contrib import admin, messages
-from django.http import Http404, HttpResponse
-from django.urls import path, reverse
-from django.utils.html import format_html, format_html_join
+import json
 
+from django.contrib import admin, messages
+from django.utils.html import format_html_join
+
+from catalog.models import Category
 from training.admin import can_retrain
 
-EVALUATION_FIELDS = ["metrics_summary", "per_category_table", "confusion_matrix_image",
-                     "curves_image"]
-
-
-def _evaluated(version) -> dict | None:
-    """The held-out metrics: out-of-fold (or validation split) predictions of the version."""
-    metrics = version.metrics or {}
-    return metrics.get("oof") or metrics.get(metrics.get("evaluated", "tflite_validation"))
+# Stored JSON the report already explains; kept for whoever needs the raw numbers.
+RAW_JSON_FIELDS = ["labels", "input_contract", "hyperparameters", "auto_fill_thresholds",
+                   "dataset_stats", "metrics", "history"]
+SUMMARY_FIELDS = ["number", "name", "is_active", "activated_at", "architecture", "quantization",
+                  "embedding_backbone", "embedding_dim", "size_bytes", "checksum", "file",
+                  "keras_file", "created_at", "created_by", "notes"]
 
 
 class ModelVersionTrainingMixin:
     actions = ["activate_version", "reexport_float16", "reexport_int8"]
 
     def get_readonly_fields(self, request, obj=None):
-        return [*super().get_readonly_fields(request, obj), *EVALUATION_FIELDS]
+        return [*super().get_readonly_fields(request, obj), "raw_json"]
 
     def get_fieldsets(self, request, obj=None):
-        fields = [f for f in self.get_fields(request, obj) if f not in EVALUATION_FIELDS]
-        return [(None, {"fields": fields}), ("Evaluation", {"fields": EVALUATION_FIELDS})]
+        return [("Version", {"fields": SUMMARY_FIELDS}),
+                ("Raw data (JSON)", {"classes": ["collapse"], "fields": ["raw_json"]})]
 
-    def get_urls(self):
-        view = self.admin_site.admin_view
-        return [path("<path:object_id>/charts/confusion.png", view(self.confusion_png),
-                     name="classifier_modelversion_confusion_png"),
-                path("<path:object_id>/charts/curves.png", view(self.curves_png),
-                     name="classifier_modelversion_curves_png"),
-                *super().get_urls()]
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        from training.report import model_version_report
+
+        version = self.get_object(request, object_id)
+        if version is not None:
+            names = dict(Category.objects.filter(slug__in=version.labels or [])
+                         .values_list("slug", "name"))
+            extra_context = {**(extra_context or {}), "report": model_version_report(
+                metrics=version.metrics or {}, history=version.history or {}, names=names,
+                quantization=version.quantization)}
+        return super().change_view(request, object_id, form_url, extra_context=extra_context)
 
     def changelist_view(self, request, extra_context=None):
         extra = {"can_retrain": can_retrain(request), **(extra_context or {})}
@@ -46,71 +52,11 @@ class ModelVersionTrainingMixin:
     def has_retrain_permission(self, request):
         return can_retrain(request)
 
-    def _chart_source(self, request, object_id):
-        version = self.get_object(request, object_id)
-        if version is None or not self.has_view_permission(request, version):
-            raise Http404("No such model version.")
-        return version
-
-    def confusion_png(self, request, object_id):
-        from training.report import plot_confusion_matrix_png
-
-        metrics = _evaluated(self._chart_source(request, object_id))
-        if not metrics:
-            raise Http404("This version has no evaluation metrics.")
-        return HttpResponse(plot_confusion_matrix_png(metrics), content_type="image/png")
-
-    def curves_png(self, request, object_id):
-        from training.report import plot_curves_png
-
-        version = self._chart_source(request, object_id)
-        return HttpResponse(plot_curves_png(version.history or {}), content_type="image/png")
-
-    @admin.display(description="Validation metrics")
-    def metrics_summary(self, obj):
-        metrics = obj.metrics or {}
-        keras, tflite = metrics.get("keras_validation"), metrics.get("tflite_validation")
-        if not keras:
-            heldout = _evaluated(obj)
-            if not heldout:
-                return "—"
-            return format_html("<p>Held-out accuracy {} on {} images ({}).</p>",
-                               f"{heldout['accuracy']:.2%}", heldout["count"],
-                               metrics.get("evaluated", ""))
-        rows = [("accuracy", "accuracy"), ("top-3 accuracy", "top3_accuracy"),
-                ("macro-F1", "macro_f1")]
-        body = format_html_join("", "<tr><td>{}</td><td>{}</td><td>{}</td></tr>", (
-            (name, f"{keras[key]:.2%}", f"{tflite[key]:.2%}" if tflite else "not measured")
-            for name, key in rows))
-        return format_html("<table><tr><th></th><th>Keras</th><th>TFLite ({})</th></tr>{}"
-                           "</table><p>{} validation images; best epoch {}.</p>",
-                           obj.quantization, body, keras["count"], metrics.get("best_epoch"))
-
-    @admin.display(description="Per category")
-    def per_category_table(self, obj):
-        metrics = _evaluated(obj)
-        if not metrics:
-            return "—"
-        body = format_html_join("", "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td>"
-                                "</tr>", ((label, f"{m['precision']:.3f}", f"{m['recall']:.3f}",
-                                           f"{m['f1']:.3f}", m["support"])
-                                          for label, m in metrics["per_class"].items()))
-        return format_html("<table><tr><th>Category</th><th>Precision</th><th>Recall</th>"
-                           "<th>F1</th><th>Support</th></tr>{}</table>", body)
-
-    @admin.display(description="Confusion matrix")
-    def confusion_matrix_image(self, obj):
-        if not _evaluated(obj):
-            return "—"
-        url = reverse("admin:classifier_modelversion_confusion_png", args=[obj.pk])
-        return format_html('<img src="{}" alt="Confusion matrix">', url)
-
-    @admin.display(description="Training curves")
-    def curves_image(self, obj):
-        if not obj.history:
-            return "—"
-        url = reverse("admin:classifier_modelversion_curves_png", args=[obj.pk])
-        return format_html('<img src="{}" alt="Loss and accuracy per epoch">', url)
+    @admin.display(description="Stored JSON")
+    def raw_json(self, obj):
+        return format_html_join("", "<h3>{}</h3><pre class=\"raw-json\">{}</pre>", (
+            (name.replace("_", " "), json.dumps(getattr(obj, name), indent=2, sort_keys=True))
+            for name in RAW_JSON_FIELDS))
 
     @admin.action(description="Activate the selected version (also rolls back)",
                   permissions=["change"])
@@ -143,3 +89,4 @@ class ModelVersionTrainingMixin:
                           "training cluster; new versions appear when done."
                           + (f" {skipped} skipped: no kept Keras model." if skipped else ""),
                           messages.SUCCESS if kept else messages.WARNING)
+

@@ -1,6 +1,7 @@
 """The admin's retrain form: the main training options, turned into ``training_run_start`` args."""
 
 from django import forms
+from django.utils.html import escape
 
 from training.hparams import ARCHITECTURES, HParams
 from training.models import ActivationPolicy, TrainingSource
@@ -14,11 +15,14 @@ class RetrainForm(forms.Form):
     source = forms.ChoiceField(choices=TrainingSource.choices, initial=TrainingSource.CATALOG)
     source_path = forms.CharField(
         required=False, max_length=500,
-        help_text="For an image folder: a path on the training worker, laid out as "
-                  "<folder>/<category>/<image>, or a .zip of it.")
+        # Form help texts are rendered as HTML: the angle brackets must be escaped to show.
+        help_text=escape("For an image folder: a path on the training worker, laid out as "
+                         "<folder>/<category>/<image>, or a .zip of it."))
     architecture = forms.ChoiceField(choices=[(a, a) for a in ARCHITECTURES],
                                      initial=_DEFAULTS.architecture)
-    weights = forms.ChoiceField(choices=WEIGHT_CHOICES, initial="imagenet",
+    # The initial choice is what training would use by default, so the form shows it.
+    weights = forms.ChoiceField(choices=WEIGHT_CHOICES,
+                                initial="none" if _DEFAULTS.weights is None else "imagenet",
                                 help_text="Only used by transfer-learning architectures.")
     epochs = forms.IntegerField(min_value=1, max_value=500, initial=_DEFAULTS.epochs)
     image_size = forms.IntegerField(min_value=32, max_value=512,

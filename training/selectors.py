@@ -1,4 +1,4 @@
-"""Reads for training: which catalog products may teach the classifier, as labelled items."""
+"""Reads for training: which catalog products may teach the classifier, and runs in progress."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from django.db.models import QuerySet
 
 from catalog.models import CategorySource, Product
 from training.dataset import LabelledItem
+from training.models import TrainingRun, TrainingStatus
 
 
 def product_list_for_training() -> QuerySet[Product]:
@@ -51,3 +52,8 @@ def _image_loader(name: str, storage, image_side: int | None) -> Callable[[], by
             return handle.read()
 
     return load
+
+
+def training_runs_unfinished() -> QuerySet:
+    """Training runs queued or running (the dashboard's "running jobs")."""
+    return TrainingRun.objects.filter(status__in=[TrainingStatus.QUEUED, TrainingStatus.RUNNING])

@@ -12,6 +12,7 @@ from classifier.services.model_versions import model_version_activate
 from classifier.services.predict import predict_images, product_classify_on_commit
 from classifier.services.review import (
     product_accept_prediction,
+    product_review_decide,
     products_accept_predictions,
     products_send_to_review,
 )
@@ -27,6 +28,7 @@ __all__ = [
     "predict_images",
     "product_accept_prediction",
     "product_classify_on_commit",
+    "product_review_decide",
     "products_accept_predictions",
     "products_send_to_review",
 ]

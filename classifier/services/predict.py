@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import threading
 
 from django.conf import settings
 from django.db import transaction
@@ -50,11 +51,25 @@ def product_classify_on_commit(*, product) -> None:
     transaction.on_commit(lambda: _start_auto_job(product_id, sku))
 
 
+# Whether this process has said "no model is active" yet: an import of a new catalog saves
+# hundreds of products before any model exists, and one line says it as well as hundreds.
+_said_no_model = threading.Event()
+
+
 def _start_auto_job(product_id: int, sku: str) -> None:
     from classifier.services.jobs import classification_job_start
 
     try:
         classification_job_start(products=[product_id], scope=f"auto: new image of {sku}")
     except NoActiveModelError:
-        logger.info("Product %s (%s): new image not classified, no model is active yet",
-                    product_id, sku)
+        if not _said_no_model.is_set():
+            _said_no_model.set()
+            logger.info("New product images are not classified while no model is active "
+                        "(first: product %s, %s); train and activate a model, then classify "
+                        "the unclassified products. Further products are logged at DEBUG.",
+                        product_id, sku)
+        else:
+            logger.debug("Product %s (%s): new image not classified, no model is active yet",
+                         product_id, sku)
+    else:
+        _said_no_model.clear()  # a model is active again: a later gap is news

@@ -31,7 +31,8 @@ def test_job_filter_with_bad_values_is_a_400(clients, active_model):
     response = clients["staff"].post("/api/v1/classification-jobs/",
                                      {"review_status": "nonsense", "ids": ["x"]}, format="json")
     assert response.status_code == 400
-    assert set(response.json()) == {"review_status", "ids"}
+    assert set(response.json()) == {"review_status", "ids", "code"}
+    assert response.json()["code"] == "invalid"
 
 
 def test_classifying_a_product_without_image_is_a_400(clients, catalog, active_model):

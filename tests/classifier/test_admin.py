@@ -6,7 +6,7 @@ import pytest
 from django.urls import reverse
 
 from catalog.models import CategorySource, Product, ReviewStatus
-from classifier.models import ClassificationJob
+from classifier.models import ClassificationJob, PredictionRecord
 from classifier.services import classification_chunk_run, classification_job_start
 from tests.classifier.conftest import GREEN, RED
 from tests.support.tiny_model import solid_color_jpeg
@@ -70,7 +70,7 @@ def test_needs_review_view_lists_least_confident_first(admin_client, make_produc
     html = response.content.decode()
     order = re.findall(r">(LOW|MID|HIGH|DONE)<", html)
     assert order == ["LOW", "MID", "HIGH"]
-    assert "Needs review (least confident first)" in html
+    assert "Needs review list" in html and "Review predictions (3)" in html
 
 
 def test_confidence_band_filter(admin_client, make_product, categories):
@@ -95,6 +95,14 @@ def test_classify_all_unclassified_button(admin_client, model_version, make_prod
     assert "job #" in response.content.decode()
     assert admin_client.get(
         reverse("admin:catalog_product_classify_unclassified")).status_code == 405
+
+    # Everything is classified now (as far as the button can see): no empty job.
+    ClassificationJob.objects.all().delete()
+    Product.objects.update(review_status=ReviewStatus.CLASSIFIED)
+    again = admin_client.post(reverse("admin:catalog_product_classify_unclassified"),
+                              follow=True)
+    assert "Nothing to classify" in again.content.decode()
+    assert not ClassificationJob.objects.exists()
 
 
 def test_job_page_shows_progress_failures_and_refreshes_while_running(
@@ -122,3 +130,27 @@ def test_product_changelist_shows_thumbnail_and_prediction(admin_client, make_pr
     html = admin_client.get(reverse(CHANGELIST)).content.decode()
     assert '<img src="/media/products/' in html
     assert "Red (87%)" in html
+
+
+def test_job_page_is_read_only_and_lists_its_products_with_outcomes_paged(
+        admin_client, model_version, make_product, settings):
+    from classifier.admin import JOB_RECORDS_PER_PAGE
+
+    products = [make_product(solid_color_jpeg(RED)) for _ in range(JOB_RECORDS_PER_PAGE + 1)]
+    ids = [p.pk for p in products]
+    job = classification_job_start(products=ids)
+    classification_chunk_run(job_id=job.pk, product_ids=ids)
+    url = reverse("admin:classifier_classificationjob_change", args=[job.pk])
+
+    first = admin_client.get(url).content.decode()
+    second = admin_client.get(url, {"p": 2}).content.decode()
+
+    assert 'name="_save"' not in first and 'name="_continue"' not in first
+    assert f"Products ({len(ids)})" in first and "Page 1 of 2" in first
+    assert first.count("<td>Classified</td>") == JOB_RECORDS_PER_PAGE
+    assert second.count("<td>Classified</td>") == 1
+    assert f">{products[-1].sku}</a>" in second
+    record = PredictionRecord.objects.filter(job=job).first()
+    record_page = admin_client.get(reverse("admin:classifier_predictionrecord_change",
+                                           args=[record.pk])).content.decode()
+    assert record_page and 'name="_save"' not in record_page

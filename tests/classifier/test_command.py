@@ -43,6 +43,16 @@ def test_without_active_model_the_command_says_how_to_fix(db, make_product):
         call_command("classify_catalog", "--all", stdout=io.StringIO())
 
 
+def test_nothing_to_classify_creates_no_job(model_version, make_product):
+    make_product()  # no image: nothing the classifier could look at
+    out = io.StringIO()
+
+    call_command("classify_catalog", "--unclassified", stdout=out)
+
+    assert "Nothing to classify" in out.getvalue()
+    assert not ClassificationJob.objects.exists()
+
+
 def test_bad_ids_are_refused(db):
     with pytest.raises(CommandError, match="comma-separated"):
         call_command("classify_catalog", "--ids", "1,x", stdout=io.StringIO())

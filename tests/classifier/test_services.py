@@ -176,6 +176,21 @@ def test_auto_classify_without_model_skips_quietly(make_product,
     assert not ClassificationJob.objects.exists()
 
 
+def test_many_new_images_without_model_log_one_line_not_one_per_product(
+        make_product, django_capture_on_commit_callbacks, caplog):
+    from classifier.services import predict
+
+    predict._said_no_model.clear()  # other tests in this process may have said it already
+    with caplog.at_level("DEBUG", logger="classifier.services.predict"):
+        for _ in range(3):
+            with django_capture_on_commit_callbacks(execute=True):
+                make_product(solid_color_jpeg(RED))
+
+    records = [r for r in caplog.records if r.name == "classifier.services.predict"]
+    assert [r.levelname for r in records] == ["INFO", "DEBUG", "DEBUG"]
+    assert "train and activate a model" in records[0].getMessage()
+
+
 def test_fetch_path_is_documented_fallback_when_storage_reader_absent():
     from classifier import fetch
 

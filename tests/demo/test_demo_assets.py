@@ -25,8 +25,9 @@ CATALOG_SCRIPT = REPO / "demo" / "make_emoji_catalog.py"
 FIXTURES = REPO / "tests" / "fixtures" / "images"
 FIXTURE_SCRIPT = REPO / "tests" / "fixtures" / "make_images.py"
 FONT = Path("/usr/share/fonts/truetype/noto/NotoColorEmoji.ttf")
+EMOJI_TEST = Path("/usr/share/unicode/emoji/emoji-test.txt")
 
-CATALOG_COLUMNS = ["sku", "title", "category_slug", "image", "labelled"]
+CATALOG_COLUMNS = ["sku", "title", "category_slug", "image", "labelled", "published"]
 CATEGORY_COLUMNS = ["slug", "name", "description", "parent_slug"]
 MIN_CATEGORIES = 8
 MIN_IMAGES_PER_CATEGORY = 20
@@ -107,6 +108,12 @@ def test_every_category_has_labelled_and_unlabelled_rows(catalog_rows):
     assert all(seen == {"0", "1"} for seen in flags.values()), dict(flags)
 
 
+def test_demo_publishes_the_sorted_products_and_keeps_new_arrivals_as_drafts(catalog_rows):
+    published = Counter((row["labelled"], row["published"]) for row in catalog_rows)
+    assert set(published) == {("1", "1"), ("0", "0")}, published
+    assert published[("1", "1")] > len(catalog_rows) / 2
+
+
 def test_no_emoji_has_variants_on_both_sides_of_the_labelled_split(catalog_rows):
     sides = defaultdict(set)
     for row in catalog_rows:
@@ -123,8 +130,9 @@ def test_demo_catalog_folder_stays_small():
 
 def test_generator_reproduces_committed_category_byte_for_byte(tmp_path, catalog_rows):
     provenance = json.loads((CATALOG / "provenance.json").read_text(encoding="utf-8"))
-    if not FONT.exists():
-        pytest.skip(f"{FONT} missing: apt-get install -y fonts-noto-color-emoji unicode-data")
+    for path, package in ((FONT, "fonts-noto-color-emoji"), (EMOJI_TEST, "unicode-data")):
+        if not path.exists():
+            pytest.skip(f"{path} missing: apt-get install -y {package} (.ci/run does)")
     if hashlib.sha256(FONT.read_bytes()).hexdigest() != provenance["font_sha256"]:
         pytest.skip("installed Noto Color Emoji differs from the one the catalog was made with")
     assert PIL.__version__ == provenance["pillow_version"], (

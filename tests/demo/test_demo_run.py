@@ -6,6 +6,7 @@ touches a shared PostgreSQL database. DEMO_EPOCHS / DEMO_IMAGE_SIZE keep its tra
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -64,9 +65,10 @@ def table_state(var_dir: Path) -> dict[str, object]:
 
 @pytest.fixture(scope="module")
 def prepared_demo(tmp_path_factory):
-    """One demo set-up, shared: (var dir, first setup's stdout)."""
+    """One demo set-up, shared: (var dir, first setup's output: stdout, then stderr's logs)."""
     var_dir = tmp_path_factory.mktemp("demo-var")
-    return var_dir, run_setup(var_dir).stdout
+    result = run_setup(var_dir)
+    return var_dir, result.stdout + result.stderr
 
 
 def test_setup_creates_the_catalog_admin_and_a_model_and_prints_them(prepared_demo):
@@ -75,7 +77,19 @@ def test_setup_creates_the_catalog_admin_and_a_model_and_prints_them(prepared_de
 
     assert state["auth_user"] == 1 and state["classifier_modelversion"] == 1
     assert state["catalog_product"] > 300 and state["catalog_category"] >= 8
-    assert re.search(rf"Demo catalog: {state['catalog_product']} products", output)
+    with sqlite3.connect(var_dir / "db.sqlite3") as db:
+        leaves = db.execute("SELECT COUNT(*) FROM catalog_category c WHERE NOT EXISTS "
+                            "(SELECT 1 FROM catalog_category k WHERE k.parent_id = c.id)"
+                            ).fetchone()[0]
+        published, labelled = db.execute(
+            "SELECT SUM(is_published), SUM(category_source = 'person') FROM catalog_product"
+        ).fetchone()
+    # The README's count: categories products are filed under, not the groups above them.
+    assert re.search(rf"Demo catalog: {state['catalog_product']} products in {leaves} "
+                     "categories", output), output
+    assert 0 < published == labelled < state["catalog_product"]
+    # One line says no model was active during the import, not one line per product.
+    assert output.count("not classified") <= 1, output
     assert re.search(r"Active model: v1 demo .*validation accuracy \d+(\.\d)?%", output), output
     password = re.search(r"password: (\S+)\s+\(shown once", output).group(1)
     from django.contrib.auth.hashers import check_password
@@ -171,6 +185,8 @@ def test_full_run_serves_the_admin_and_ctrl_c_stops_every_process(prepared_demo)
         assert http_status(f"{base}/admin/login/") == 200
         if api_docs_routed():
             assert http_status(f"{base}/api/docs/") == 200
+        with urllib.request.urlopen(f"{base}/api/v1/products/", timeout=30) as response:
+            assert json.load(response)["count"] > 0  # the storefront API has products
         started = processes_using(str(var_dir))
         # runserver and two qclusters (each with its worker processes).
         assert len(started) >= 3, started

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import csv
 import io
-import os
 import re
 import shutil
 import time
@@ -23,29 +22,21 @@ from pathlib import Path
 import pytest
 from django.core.management import call_command
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-DEMO_CATALOG = REPO_ROOT / "demo" / "catalog"
-ARTIFACTS = REPO_ROOT / "test-artifacts" / "screenshots"
-README_SCREENSHOTS = REPO_ROOT / "docs" / "screenshots"
-
-CHROMIUM = "/usr/bin/chromium"
-# Playwright's own browser download needs the internet, so the test drives Debian's Chromium.
-# Networking extras are off so the browser never reaches beyond the loopback server.
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
-                 "--no-first-run", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync"]
-VIEWPORT = {"width": 1280, "height": 800}
-# README images stay small so the repository does too.
-MAX_SCREENSHOT_BYTES = 300 * 1024
-# The pages the README's tour shows; every screenshot is kept as a test artifact.
-README_PAGES = {"changelist-predictions", "job-progress", "model-version-report", "needs-review"}
+from tests.e2e.browser import (
+    DEMO_CATALOG,
+    PASSWORD,
+    VIEWPORT,
+    login,
+    screenshot,
+    spread,
+    write_csv,
+)
 
 # A handful of demo products: enough labelled images per category for a tiny model (training
 # needs 5 per category), and a few unlabelled ones for the classifier.
 CATEGORIES = ["fruit", "drinks", "tools"]
 LABELLED_PER_CATEGORY = 7
 UNLABELLED_PER_CATEGORY = 3
-PASSWORD = "e2e-Admin-password-1"
 # Guards against a hang; not a speed requirement. Training a tiny model includes TF start-up.
 WAIT_SECONDS = 240
 
@@ -53,36 +44,6 @@ pytestmark = [pytest.mark.slow]
 
 
 # --- fixtures ---------------------------------------------------------------------------------
-
-
-@pytest.fixture
-def browser_page(monkeypatch):
-    """A Chromium page, or a skip that says why no browser can be had."""
-    try:
-        from playwright.sync_api import Error as PlaywrightError
-        from playwright.sync_api import sync_playwright
-    except ImportError as exc:  # pragma: no cover - requirements-dev pins playwright
-        pytest.skip(f"Playwright is not installed ({exc}); pip install -r requirements-dev.txt")
-    if not Path(CHROMIUM).exists():
-        pytest.skip(f"No browser: {CHROMIUM} is missing. Install Debian's Chromium "
-                    "(apt-get install -y chromium); .ci/run does this.")
-    # Playwright's sync API keeps an event loop in this thread; the test's own ORM calls are
-    # still synchronous, so Django's async-safety guard is lifted for this test only.
-    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
-    with sync_playwright() as playwright:
-        try:
-            browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        except PlaywrightError as exc:
-            pytest.skip(f"Chromium at {CHROMIUM} could not start: {exc}")
-        context = browser.new_context(viewport=VIEWPORT, accept_downloads=True)
-        # Screenshots show the page, not the admin's navigation sidebar.
-        context.add_init_script(
-            "localStorage.setItem('django.admin.navSidebarIsOpen', 'false')")
-        page = context.new_page()
-        page.set_default_timeout(30_000)
-        yield page
-        context.close()
-        browser.close()
 
 
 @pytest.fixture
@@ -116,41 +77,7 @@ def small_catalog(tmp_path, transactional_db):
     return rows
 
 
-def spread(items: list, count: int) -> list:
-    return items[::max(1, len(items) // count)][:count]
-
-
-def write_csv(path: Path, rows: list[dict[str, str]]) -> None:
-    with path.open("w", newline="", encoding="utf-8") as handle:
-        writer = csv.DictWriter(handle, fieldnames=list(rows[0]), lineterminator="\n")
-        writer.writeheader()
-        writer.writerows(rows)
-
-
 # --- step helpers -----------------------------------------------------------------------------
-
-
-def screenshot(page, name: str) -> Path:
-    """Save a screenshot as a test artifact (and for the README when asked)."""
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    path = ARTIFACTS / f"{name}.png"
-    page.screenshot(path=str(path), full_page=False)
-    if os.environ.get("SAVE_README_SCREENSHOTS") == "1" and name in README_PAGES:
-        README_SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-        shrink_png(path, README_SCREENSHOTS / f"{name}.png")
-    return path
-
-
-def shrink_png(source: Path, target: Path) -> None:
-    """Copy ``source`` to ``target``, re-encoding with a 256-colour palette when it is too big."""
-    from PIL import Image
-
-    shutil.copyfile(source, target)
-    if target.stat().st_size <= MAX_SCREENSHOT_BYTES:
-        return
-    with Image.open(source) as image:
-        image.convert("RGB").quantize(colors=256, method=Image.Quantize.MEDIANCUT).save(
-            target, optimize=True)
 
 
 def scroll_to(page, selector: str) -> None:
@@ -159,14 +86,6 @@ def scroll_to(page, selector: str) -> None:
     if target.count():
         target.first.evaluate("element => element.scrollIntoView()")
         page.wait_for_load_state("networkidle")  # the chart images
-
-
-def login(page, base: str, username: str) -> None:
-    page.goto(f"{base}/admin/login/?next=/admin/")
-    page.fill("input[name=username]", username)
-    page.fill("input[name=password]", PASSWORD)
-    page.click("input[type=submit], button[type=submit]")
-    page.wait_for_url(f"{base}/admin/")
 
 
 def action_values(page) -> list[str]:
@@ -245,6 +164,23 @@ def reload_until_status(page, pattern: str, what: str, clusters=()) -> None:
         raise AssertionError(f"Timed out waiting for {what}. Worker logs:\n{logs}") from None
 
 
+def overlapping_chart_labels(page) -> list[list[str]]:
+    """Pairs of horizontal chart labels whose boxes overlap as drawn (rotated ones excepted)."""
+    return page.evaluate("""() => {
+      const pairs = [];
+      for (const svg of document.querySelectorAll('.model-report svg[role=img]')) {
+        const boxes = [...svg.querySelectorAll('text:not([transform])')]
+          .map(t => [t.textContent, t.getBoundingClientRect()]);
+        boxes.forEach(([a, r], i) => boxes.slice(i + 1).forEach(([b, q]) => {
+          const w = Math.min(r.right, q.right) - Math.max(r.left, q.left);
+          const h = Math.min(r.bottom, q.bottom) - Math.max(r.top, q.top);
+          if (w > 1 && h > 1) { pairs.push([a, b]); }
+        }));
+      }
+      return pairs;
+    }""")
+
+
 def prediction_text(page, pk: int) -> str:
     """The predicted category and confidence a product's changelist row shows."""
     row = page.locator(f"tr:has(input.action-select[value='{pk}'])")
@@ -289,8 +225,10 @@ def test_admin_classifies_reviews_accepts_retrains_and_exports_in_a_browser(
     with page.expect_navigation():
         job_link.first.click()
     job_pk = int(re.search(r"/classificationjob/(\d+)/", page.url).group(1))
-    screenshot(page, "job-progress")
     reload_until_status(page, r"Succeeded", "the classification job to succeed", [workers])
+    assert page.locator("#job-products tbody tr").count() == len(unlabelled)
+    scroll_to(page, "#job-products")
+    screenshot(page, "job-progress")
     job = ClassificationJob.objects.get(pk=job_pk)
     assert (job.total, job.done_count, job.failed_count) == (len(unlabelled), len(unlabelled), 0)
 
@@ -324,10 +262,13 @@ def test_admin_classifies_reviews_accepts_retrains_and_exports_in_a_browser(
     # 4. Retrain from the admin form and see the new model version appear.
     first = ModelVersion.objects.get()
     page.goto(f"{base}/admin/classifier/modelversion/{first.pk}/change/")
-    scroll_to(page, ".field-metrics_summary")
-    charts = page.locator("img[alt='Confusion matrix'], img[alt^='Loss and accuracy']")
-    assert charts.count() == 2
-    assert all(charts.nth(i).evaluate("img => img.naturalWidth > 0") for i in range(2))
+    # Confusion matrix, loss and accuracy at least; reliability and auto-fill when measured.
+    assert page.locator(".model-report svg[role=img]").count() >= 3
+    for width in (1400, 390):
+        page.set_viewport_size({"width": width, "height": 900})
+        assert overlapping_chart_labels(page) == [], f"chart labels overlap at {width} px"
+    page.set_viewport_size(VIEWPORT)
+    scroll_to(page, "#report-evaluation")
     screenshot(page, "model-version-report")
     start_retrain(page, base)
     reload_until_status(page, r"Succeeded", "the training run to succeed", [trainer])

@@ -1,17 +1,13 @@
-"""HParams validation, NumPy metrics and the Pillow charts."""
+"""HParams validation and NumPy metrics (the report and its charts: test_report.py)."""
 
 from __future__ import annotations
 
-import io
-
 import numpy as np
 import pytest
-from PIL import Image
 
 from training.evaluate import evaluate_probs
 from training.exceptions import InvalidHParamsError, TrainingError
 from training.hparams import HParams
-from training.report import plot_confusion_matrix_png, plot_curves_png
 
 
 @pytest.mark.parametrize("kwargs, message", [
@@ -51,11 +47,3 @@ def test_evaluate_probs_computes_per_class_scores_and_confusion():
     assert m.top3_accuracy == 1.0
     assert m.to_dict()["confusion"] == m.confusion and m.to_dict()["count"] == 6
 
-
-def test_charts_are_png_images():
-    cm = plot_confusion_matrix_png({"labels": ["a", "b"], "confusion": [[3, 1], [0, 4]]})
-    curves = plot_curves_png({"loss": [1.0, 0.5], "val_loss": [1.1, 0.7],
-                              "accuracy": [0.5, 0.9], "val_accuracy": [0.4, 0.8]})
-    for png in (cm, curves):
-        image = Image.open(io.BytesIO(png))
-        assert image.format == "PNG" and image.width > 100

@@ -22,33 +22,57 @@ def stored_version(**overrides) -> ModelVersion:
     y_true = np.array([0, 0, 1, 1, 2, 2])
     probs = np.eye(3)[[0, 1, 1, 1, 2, 0]]
     metrics = evaluate_probs(y_true, probs, LABELS).to_dict()
+    overrides.setdefault("metrics", {"accuracy": metrics["accuracy"],
+                                     "keras_validation": metrics, "tflite_validation": metrics,
+                                     "best_epoch": 2})
+    overrides.setdefault("history", {"loss": [1.0, 0.5], "val_loss": [1.1, 0.7],
+                                     "accuracy": [0.5, 0.8], "val_accuracy": [0.4, 0.7]})
     version = ModelVersion(
         number=overrides.pop("number", 1), labels=LABELS,
         input_contract=tiny_contract().to_dict(), architecture="cnn", checksum="0" * 64,
-        metrics={"accuracy": metrics["accuracy"], "keras_validation": metrics,
-                 "tflite_validation": metrics, "best_epoch": 2},
-        history={"loss": [1.0, 0.5], "val_loss": [1.1, 0.7], "accuracy": [0.5, 0.8],
-                 "val_accuracy": [0.4, 0.7]}, **overrides)
+        **overrides)
     version.file.save("tiny.tflite", ContentFile(make_tiny_tflite()), save=False)
     version.save()
     return version
 
 
 @pytest.mark.django_db
-def test_model_version_page_shows_keras_vs_tflite_table_and_chart_images(admin_client):
+def test_model_version_page_opens_with_the_evaluation_and_folds_the_raw_json(admin_client):
     version = stored_version()
 
     page = admin_client.get(reverse("admin:classifier_modelversion_change", args=[version.pk]))
 
     html = page.content.decode()
     assert page.status_code == 200
+    sections = ["report-evaluation", "report-categories", "report-confusion", "report-training",
+                "Raw data (JSON)"]
+    positions = [html.index(section) for section in sections]
+    assert positions == sorted(positions), "the evaluation first, then training, then raw data"
     assert "TFLite (float32)" in html and "66.67%" in html  # 4 of 6 right
-    assert "Confusion matrix" in html and "Training curves" in html
-    for name in ("confusion_png", "curves_png"):
-        chart = admin_client.get(reverse(f"admin:classifier_modelversion_{name}",
-                                         args=[version.pk]))
-        assert chart.status_code == 200 and chart["Content-Type"] == "image/png"
-        assert chart.content.startswith(b"\x89PNG")
+    # Confusion matrix, loss, accuracy: inline SVG, no image URLs.
+    assert html.count('role="img"') == 3
+    assert "charts/" not in html and ".png" not in html
+    assert "Not measured for this version: auto-fill precision and coverage" in html
+    # The stored JSON is still there, folded away (Django renders "collapse" as <details>).
+    assert "<details" in html and "&quot;best_epoch&quot;: 2" in html
+
+
+@pytest.mark.django_db
+def test_calibrated_version_page_states_auto_fill_and_draws_its_charts(admin_client):
+    from tests.support.model_metrics import calibrated_history, calibrated_metrics
+
+    version = stored_version(metrics=calibrated_metrics(LABELS), history=calibrated_history())
+
+    html = admin_client.get(reverse("admin:classifier_modelversion_change",
+                                    args=[version.pk])).content.decode()
+
+    assert "At confidence ≥ 0.83, 71% of products are filled automatically, 96% of them right" \
+        in html
+    assert html.count('role="img"') == 5  # + reliability diagram and coverage-precision curve
+    assert "Passed the quality gate" in html and "dynamic (chosen)" in html
+    assert "Not measured for this version" not in html
+    listed = admin_client.get(reverse("admin:classifier_modelversion_changelist")).content
+    assert "96% right, 71% filled" in listed.decode()
 
 
 @pytest.mark.django_db
@@ -75,7 +99,10 @@ def test_retrain_button_and_form_need_the_add_trainingrun_permission(client, dja
 
     user.user_permissions.add(Permission.objects.get(codename="add_trainingrun"))
     assert retrain in client.get(changelist).content.decode()
-    assert client.get(retrain).status_code == 200
+    form = client.get(retrain)
+    assert form.status_code == 200
+    # The folder layout in the help text shows literally instead of vanishing as HTML tags.
+    assert "&lt;folder&gt;/&lt;category&gt;/&lt;image&gt;" in form.content.decode()
 
 
 @pytest.mark.django_db

@@ -23,6 +23,10 @@ class Command(BaseCommand):
 
     def handle(self, *args, **options):
         products, scope = self._products(options)
+        if not products.exists():
+            # Nothing to do is not a job: an empty one would only clutter the job list.
+            self.stdout.write("Nothing to classify: no product with an image matches.")
+            return
         try:
             if not options["sync"]:
                 job = services.classification_job_start(products=products, scope=scope)
