@@ -49,6 +49,12 @@ class ModelVersion(models.Model):
         help_text="Backbone (and weights) that produced this model's image embeddings.",
     )
     embedding_dim = models.PositiveIntegerField(default=0)
+    # The person-labelled images' embeddings this version was trained on (see
+    # training/references.py): a near-duplicate of one of them is filed the same way.
+    reference_file = models.FileField(
+        "labelled embeddings", upload_to="models/references/", storage=model_files_storage,
+        max_length=255, blank=True,
+    )
     notes = models.TextField(blank=True)
 
     is_active = models.BooleanField(default=False)

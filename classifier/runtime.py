@@ -13,6 +13,7 @@ from classifier.contract import InputContract
 from classifier.exceptions import ModelLoadError, NoActiveModelError
 from classifier.inference import LiteRTClassifier
 from classifier.models import ModelVersion
+from classifier.references import ReferenceSet, load_reference_set
 
 logger = logging.getLogger(__name__)
 
@@ -27,6 +28,8 @@ _local = threading.local()
 INVOKE_BATCH = 16
 _bytes_lock = threading.Lock()
 _model_bytes: dict[tuple[int, str], bytes] = {}
+# One version's labelled embeddings per process (read-only, so shared by threads).
+_references: dict[tuple[int, str], ReferenceSet | None] = {}
 
 
 @dataclass(frozen=True)
@@ -82,6 +85,33 @@ def clear_cache() -> None:
     _local.model = None
     with _bytes_lock:
         _model_bytes.clear()
+        _references.clear()
+
+
+def reference_set(version_id: int) -> ReferenceSet | None:
+    """The version's labelled embeddings, or ``None`` when it has none or they cannot be read.
+
+    A damaged file only switches the near-duplicate rule off (logged): the confidence threshold
+    still decides, so classification never fails for it.
+    """
+    row = (ModelVersion.objects.filter(pk=version_id)
+           .values_list("reference_file", "embedding_dim").first())
+    if row is None or not row[0]:
+        return None
+    key = (version_id, row[0])
+    with _bytes_lock:
+        if key in _references:
+            return _references[key]
+        _references.clear()  # one version per process, like the model bytes
+        try:
+            storage = ModelVersion._meta.get_field("reference_file").storage
+            with storage.open(row[0], "rb") as handle:
+                _references[key] = load_reference_set(handle.read(), dim=row[1])
+        except (OSError, ModelLoadError) as exc:
+            logger.warning("Model version %s: labelled embeddings %s unusable (%s); the "
+                           "near-duplicate rule is off", version_id, row[0], exc)
+            _references[key] = None
+        return _references[key]
 
 
 def _load(key: tuple[int, str]) -> LoadedModel:

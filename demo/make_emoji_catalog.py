@@ -43,7 +43,9 @@ DEFAULT_SEED = 20240607
 # Caps every category at the same number of distinct emoji so the classes are balanced and the
 # whole catalog stays at a few hundred images (clothing alone has 47 emoji).
 DEFAULT_MAX_EMOJI = 16
-# Share of each category's emoji a person "labelled"; the rest is what the classifier must sort.
+# Share of each category's emoji the shop already sells and has sorted; the rest are new kinds of
+# product the classifier has never seen. Of a sorted emoji, every variant but the last is
+# labelled: the last is a new colour variant that just arrived, as shops get all the time.
 LABELLED_SHARE = 0.6
 
 # Emoji whose subgroup fits but which no shop of that category would sell (weapons among the
@@ -178,11 +180,12 @@ def make_photo(glyph: Image.Image, rng: random.Random) -> Image.Image:
 
 def pick_emoji(category: Category, renderable: list[Emoji], *, seed: int,
                max_emoji: int) -> tuple[list[Emoji], set[Emoji]]:
-    """Choose the category's emoji and which of them count as hand-labelled.
+    """Choose the category's emoji and which of them the shop has sorted.
 
-    Whole emoji go to one side of the labelled split, so evaluation uses emoji the classifier
-    never saw in any variant. Each choice has its own string-seeded RNG, so changing one
-    category or the variant count does not reshuffle the others.
+    An unsorted emoji is a new kind of product: none of its variants is labelled, so the
+    classifier meets it unseen. A sorted emoji's variants are labelled except the last (a new
+    arrival of a product the shop knows). Each choice has its own string-seeded RNG, so changing
+    one category or the variant count does not reshuffle the others.
     """
     chosen = renderable
     if len(renderable) > max_emoji:
@@ -207,6 +210,7 @@ def build_category(category: Category, emoji: list[Emoji], labelled: set[Emoji],
         code = "-".join(f"{cp:X}" for cp in item.codepoints if cp != VARIATION_SELECTOR_16)
         for n in range(1, variants + 1):
             relative = f"images/{category.slug}/{item.slug}-{n}.jpg"
+            known = item in labelled and (n < variants or variants == 1)
             make_photo(glyphs[item], rng).save(out / relative, "JPEG", quality=JPEG_QUALITY,
                                                optimize=True)
             rows.append({
@@ -214,10 +218,10 @@ def build_category(category: Category, emoji: list[Emoji], labelled: set[Emoji],
                 "title": f"{item.name[:1].upper()}{item.name[1:]}, variant {n}",
                 "category_slug": category.slug,
                 "image": relative,
-                "labelled": "1" if item in labelled else "0",
+                "labelled": "1" if known else "0",
                 # The shop sells what its staff have sorted; new arrivals (unlabelled, left to
                 # the classifier) stay drafts until someone reviews and publishes them.
-                "published": "1" if item in labelled else "0",
+                "published": "1" if known else "0",
             })
     return rows
 

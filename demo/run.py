@@ -117,10 +117,61 @@ def print_summary(summary: dict) -> None:
     accuracy = summary["accuracy"]
     model = summary["model"] or "none (training did not produce one)"
     if accuracy is not None:
-        model += f", validation accuracy {accuracy:.1%}"
+        model += f", held-out accuracy {accuracy:.1%} on products it had not seen"
     print(f"\nDemo catalog: {summary['products']} products in {summary['categories']} "
           f"categories, {summary['labelled']} labelled by a person.\nActive model: {model}.",
           flush=True)
+
+
+# What the classifier did to the products a person has not labelled, checked against the demo
+# catalog's own ground truth (its CSV names every product's true category).
+AUTO_FILL_CODE = """
+import csv, json
+from catalog.models import Product
+from classifier.models import ClassificationJob
+truth = {{row["sku"]: row["category_slug"] for row in csv.DictReader(open({csv!r}))}}
+busy = ClassificationJob.objects.filter(finished_at__isnull=True).exists()
+new = Product.objects.exclude(category_source="person").filter(sku__in=list(truth))
+filled = list(new.filter(category_source="classifier").values_list("sku", "category__slug"))
+print(json.dumps({{"busy": busy, "new": new.count(), "filled": len(filled),
+                  "right": sum(truth[sku] == slug for sku, slug in filled),
+                  "review": new.filter(review_status="needs_review").count()}}))
+"""
+# Longest the demo waits for its classification job before printing the figures anyway.
+CLASSIFY_WAIT_SECONDS = 600
+
+
+def auto_fill_report(catalog_csv: Path) -> dict:
+    """How many unlabelled products the classifier filed itself, and how many of those are right."""
+    code = AUTO_FILL_CODE.format(csv=str(catalog_csv))
+    return json.loads(manage_output("shell", "-c", code).splitlines()[-1])
+
+
+def wait_and_report_auto_fill(catalog_csv: Path, *, seconds: float = CLASSIFY_WAIT_SECONDS
+                              ) -> dict:
+    """Wait for the classification jobs to finish, then print the auto-fill figures."""
+    deadline = time.monotonic() + seconds
+    report = auto_fill_report(catalog_csv)
+    while report["busy"] and time.monotonic() < deadline:
+        time.sleep(2)
+        report = auto_fill_report(catalog_csv)
+    print(auto_fill_line(report), flush=True)
+    return report
+
+
+def auto_fill_line(report: dict) -> str:
+    new, filled, right = report["new"], report["filled"], report["right"]
+    if not new:
+        return "Every product is labelled by a person: nothing left for the classifier."
+    line = (f"\nThe classifier filed {filled} of the {new} products nobody had labelled "
+            f"({filled / new:.0%}) on its own")
+    if filled:
+        line += (f"; {right} of those {filled} ({right / filled:.1%}) match the demo catalog's "
+                 "ground truth")
+    line += f". {report['review']} wait in the review queue for a person."
+    if report["busy"]:
+        line += " (Classification was still running; the figures will still change.)"
+    return line
 
 
 def wait_for_http(url: str, server: subprocess.Popen, seconds: float = 60) -> bool:
@@ -206,6 +257,7 @@ def setup(args: argparse.Namespace) -> str | None:
                                                               url=args.flowers_url)
     else:
         catalog_csv, categories_csv = CATALOG_DIR / "catalog.csv", CATALOG_DIR / "categories.csv"
+    args.catalog_csv = catalog_csv  # run() checks the classifier against its ground truth
     # Image paths in the CSV are relative to its folder.
     manage("import_catalog", str(catalog_csv), "--categories", str(categories_csv),
            "--images-dir", str(catalog_csv.parent))
@@ -245,6 +297,7 @@ def run(args: argparse.Namespace, password: str | None) -> int:
                   "above (is the port taken? pass --port or DEMO_PORT).", file=sys.stderr)
             return 1
         manage("classify_catalog", "--unclassified")
+        wait_and_report_auto_fill(args.catalog_csv)
         print(f"\nCatalog Classifier is running.\n  Admin:    {base}/admin/\n"
               f"  API docs: {base}/api/docs/\n  Login:    {login_text(args.username, password)}\n"
               "Press Ctrl-C to stop.\n", flush=True)

@@ -71,6 +71,8 @@ class TrainingOutcome:
     warnings: list[str]
     embedding_backbone: str = ""
     embedding_dim: int = 0
+    # The labelled embeddings (``training/references.py``), stored with the version.
+    reference_bytes: bytes = b""
 
     @property
     def accuracy(self) -> float:

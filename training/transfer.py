@@ -26,6 +26,7 @@ from training.fine_tune import fine_tune
 from training.head import HeadParams, fit_head
 from training.hparams import HParams
 from training.pipeline import TrainingOutcome, filter_classes, heldout_report
+from training.references import near_duplicate_rule, reference_bytes
 from training.train import ProgressFn
 from training.validation import cross_validate, near_duplicate_groups
 
@@ -73,6 +74,10 @@ def train_on_embeddings(items: list, hparams: HParams, *, workdir: Path, cache_r
         target_precision=hparams.target_precision, method="stratified_group_kfold",
         temperature=cv.temperature)
     report["evaluation"] = cv.summary()
+    rule = near_duplicate_rule(x, y, target=hparams.target_precision)
+    thresholds["near_duplicate"] = rule
+    report["auto_fill"]["near_duplicate"] = rule
+    references = reference_bytes(x, y)
     head, _ = fit_head(x, y, len(names), cv.params, seed=hparams.seed)
     kernel, bias = head.folded(cv.temperature)
     model = classifier_on_features(extractor.model, kernel, bias)
@@ -88,9 +93,11 @@ def train_on_embeddings(items: list, hparams: HParams, *, workdir: Path, cache_r
         history = {k: history.get(k, []) + tuned.history.get(k, []) for k in
                    ("loss", "accuracy", "val_loss", "val_accuracy", "phase")}
         if tuned.kept:
+            # The tuned backbone embeds differently: the frozen references no longer apply.
             model, report, thresholds, gate, heldout = _tuned_outcome(
                 tuned, keys, y, names, hparams, report)
             embedding_backbone = f"{extractor.backbone_id}+ft:{tuned.weights_digest[:12]}"
+            references = b""
     model_path = workdir / "model.keras"
     workdir.mkdir(parents=True, exist_ok=True)
     model.save(model_path)
@@ -111,7 +118,8 @@ def train_on_embeddings(items: list, hparams: HParams, *, workdir: Path, cache_r
         thresholds=thresholds, gate=gate, heldout=heldout,
         dataset_stats=_stats(names, y, groups, embedded, dropped, warnings),
         history=history, warnings=warnings,
-        embedding_backbone=embedding_backbone, embedding_dim=extractor.dim)
+        embedding_backbone=embedding_backbone, embedding_dim=extractor.dim,
+        reference_bytes=references)
 
 
 def _tuned_outcome(tuned, keys: list[str], y: np.ndarray, names: list[str], hparams: HParams,
@@ -177,5 +185,9 @@ def _done_line(report: dict, quantization: str) -> str:
     threshold = auto["threshold"]
     fill = (f"auto-fill at confidence >= {threshold:.2f} covers {auto['coverage']:.0%}"
             if threshold is not None else "no confidence reaches the target precision yet")
+    rule = auto.get("near_duplicate") or {}
+    if rule.get("enabled"):
+        fill += (f"; near-duplicates of labelled products are filled too ({rule['correct']}/"
+                 f"{rule['answered']} right when measured)")
     return (f"Done: out-of-fold accuracy {report['accuracy']:.3f} "
             f"(baseline {report['baseline_accuracy']:.3f}); {fill}; exported as {quantization}.")

@@ -12,6 +12,7 @@ from catalog.models import Category, CategorySource, Product, ReviewStatus
 from classifier.exceptions import PredictionLabelError
 from classifier.inference import Prediction
 from classifier.models import ModelVersion, PredictionOutcome, PredictionRecord
+from classifier.references import near_duplicate_matches
 from classifier.thresholds import auto_fill_threshold
 
 # Fields a classification run may write. Listed for bulk_update so nothing else a person edits
@@ -40,11 +41,13 @@ def results_apply(
     Products are re-read here (the caller holds the job lock inside ``transaction.atomic``), so a
     category a person chose while the chunk was being inferred is seen and kept.
 
-    Rules: a person's category is never changed; a confident prediction (at or above the model
-    version's auto-fill threshold for its category, chosen at training time for a target
-    precision) fills the shop category unless a person set it; a less confident one sends the
-    product to review; a failure marks the product failed with its reason and keeps its earlier
-    prediction.
+    Rules: a person's category is never changed; a confident prediction fills the shop category
+    unless a person set it; a less confident one sends the product to review; a failure marks
+    the product failed with its reason and keeps its earlier prediction. Confident means at or
+    above the model version's auto-fill threshold for the category (chosen at training time for
+    a target precision), or, when the version's near-duplicate rule was shown precise enough,
+    a prediction that agrees with the category of the labelled product the image is a
+    near-duplicate of.
 
     Returns:
         ``(classified, failed)`` counts, where "classified" includes "needs review".
@@ -54,6 +57,7 @@ def results_apply(
     categories = {c.slug: c for c in Category.objects.filter(slug__in=slugs)}
     thresholds = (ModelVersion.objects.filter(pk=model_version_id)
                   .values_list("auto_fill_thresholds", flat=True).first()) or {}
+    known = _near_duplicates(results, model_version_id, thresholds)
     now = timezone.now()
     records, changed = [], []
     done = failed = 0
@@ -61,7 +65,8 @@ def results_apply(
         product = products.get(result.product_id)
         if product is None:  # Deleted while the chunk ran: nothing to record against.
             continue
-        record = _apply_one(product, result, categories, thresholds, now)
+        record = _apply_one(product, result, categories, thresholds, now,
+                            known.get(result.product_id))
         record.model_version_id, record.job_id = model_version_id, job_id
         if record.outcome == PredictionOutcome.FAILED:
             failed += 1
@@ -75,8 +80,27 @@ def results_apply(
     return done, failed
 
 
+def _near_duplicates(results: list[ItemResult], model_version_id: int,
+                     thresholds: dict) -> dict[int, str]:
+    """Product id -> category of the labelled near-duplicate, when the version's rule is on."""
+    from classifier.runtime import reference_set
+
+    rule = thresholds.get("near_duplicate") or {}
+    with_vectors = [r for r in results if r.prediction is not None
+                    and r.prediction.embedding is not None]
+    if not rule.get("enabled") or not with_vectors:
+        return {}
+    references = reference_set(model_version_id)
+    if references is None:
+        return {}
+    labels = ModelVersion.objects.values_list("labels", flat=True).get(pk=model_version_id)
+    matches = near_duplicate_matches(references, [r.prediction.embedding for r in with_vectors],
+                                     labels, cosine=float(rule["cosine"]))
+    return {r.product_id: m for r, m in zip(with_vectors, matches) if m is not None}
+
+
 def _apply_one(product: Product, result: ItemResult, categories: dict, thresholds: dict,
-               now) -> PredictionRecord:
+               now, near_duplicate_of: str | None = None) -> PredictionRecord:
     prediction = result.prediction
     error = result.error
     category = None
@@ -99,7 +123,8 @@ def _apply_one(product: Product, result: ItemResult, categories: dict, threshold
         )
     threshold = auto_fill_threshold(thresholds, prediction.label,
                                     settings.CLASSIFIER["CONFIDENCE_THRESHOLD"])
-    confident = prediction.confidence >= threshold
+    confident = (prediction.confidence >= threshold
+                 or near_duplicate_of == prediction.label)
     _set_prediction(product, prediction, category, confident, now)
     outcome = PredictionOutcome.CLASSIFIED if confident else PredictionOutcome.NEEDS_REVIEW
     return PredictionRecord(

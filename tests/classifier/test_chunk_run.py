@@ -2,6 +2,7 @@
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from catalog.models import CategorySource, Product, ReviewStatus
@@ -93,6 +94,37 @@ def test_model_versions_own_thresholds_decide_what_fills_a_category(
     if fills:
         assert (product.category, product.review_status) == (categories["red"],
                                                              ReviewStatus.CLASSIFIED)
+    else:
+        assert (product.category, product.review_status) == (None, ReviewStatus.NEEDS_REVIEW)
+
+
+@pytest.mark.parametrize(("enabled", "reference_colour", "fills"), [
+    (True, (200, 100, 100), True),    # a near-duplicate of a labelled red product
+    (True, (20, 20, 230), False),     # nearest labelled product is far away: no rule
+    (False, (200, 100, 100), False),  # the rule was not shown precise enough at training
+])
+def test_near_duplicate_of_a_labelled_product_fills_even_below_the_threshold(
+        make_model_version, make_product, categories, enabled, reference_colour, fills):
+    from django.core.files.base import ContentFile
+
+    from training.references import reference_bytes
+
+    version = make_model_version(embedding=True)
+    version.auto_fill_thresholds = {
+        "target_precision": 0.95, "global": None, "per_category": {},  # confidence never fills
+        "near_duplicate": {"enabled": enabled, "cosine": 0.99}}
+    # The tiny model's embedding is the mean colour in 0..1: one labelled "red" reference.
+    reference = np.array([reference_colour], np.float32) / 255
+    version.reference_file.save("refs.npz", ContentFile(reference_bytes(reference, [0])))
+    product = make_product(solid_color_jpeg((200, 100, 100)))
+
+    _run_all([product])
+
+    product.refresh_from_db()
+    assert product.predicted_category == categories["red"]
+    if fills:
+        assert (product.category, product.category_source) == (categories["red"],
+                                                               CategorySource.CLASSIFIER)
     else:
         assert (product.category, product.review_status) == (None, ReviewStatus.NEEDS_REVIEW)
 

@@ -71,14 +71,22 @@ def metrics_table(version) -> str:
 def _auto_fill_rows(auto: dict | None) -> list[str]:
     if not auto:
         return []
+    target = auto["target_precision"]
     if auto.get("threshold") is None and not auto.get("filled"):
-        return ["", f"Auto-fill: no confidence reaches {auto['target_precision']:.0%} precision "
-                "yet; every prediction goes to review. Label more products."]
-    precision = auto.get("precision")
-    return ["", f"Auto-fill (target precision {auto['target_precision']:.0%}): "
-            f"{auto['coverage']:.0%} of products filled automatically, "
-            f"{precision:.0%} of them right" + (f" (global threshold {auto['threshold']:.2f})"
-                                                 if auto.get("threshold") is not None else "")]
+        rows = ["", f"Auto-fill by confidence: no confidence reaches {target:.0%} precision on "
+                "held-out products yet; such predictions go to review. Label more products."]
+    else:
+        rows = ["", f"Auto-fill by confidence (target precision {target:.0%}): "
+                f"{auto['coverage']:.0%} of held-out products filled, "
+                f"{auto['precision']:.0%} of them right"
+                + (f" (global threshold {auto['threshold']:.2f})"
+                   if auto.get("threshold") is not None else "")]
+    rule = auto.get("near_duplicate") or {}
+    if rule.get("answered"):
+        state = "on" if rule.get("enabled") else f"off (not shown {target:.0%} precise)"
+        rows.append(f"Auto-fill of near-duplicates of labelled products: {state}; measured "
+                    f"{rule['correct']}/{rule['answered']} right at cosine >= {rule['cosine']}")
+    return rows
 
 
 def _quantization_rows(table: dict | None) -> list[str]:

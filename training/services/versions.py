@@ -48,11 +48,12 @@ def model_version_create_from_outcome(*, outcome, created_by=None, name: str = "
         notes="\n".join(outcome.warnings), created_by=created_by,
     )
     keras_bytes = Path(outcome.keras_model_path).read_bytes()
-    return _save_numbered(version, outcome.tflite_bytes, keras_bytes)
+    return _save_numbered(version, outcome.tflite_bytes, keras_bytes,
+                          references=outcome.reference_bytes)
 
 
-def _save_numbered(version: ModelVersion, tflite_bytes: bytes, keras_bytes: bytes | None
-                   ) -> ModelVersion:
+def _save_numbered(version: ModelVersion, tflite_bytes: bytes, keras_bytes: bytes | None,
+                   *, references: bytes = b"") -> ModelVersion:
     """Upload the files once, then insert the row with the next free number (retrying races)."""
     checksum = hashlib.sha256(tflite_bytes).hexdigest()
     stem = f"{version.architecture}-{version.quantization}-{checksum[:12]}"
@@ -61,6 +62,8 @@ def _save_numbered(version: ModelVersion, tflite_bytes: bytes, keras_bytes: byte
     version.file.save(f"{stem}.tflite", ContentFile(tflite_bytes), save=False)
     if keras_bytes is not None:
         version.keras_file.save(f"{stem}.keras", ContentFile(keras_bytes), save=False)
+    if references:
+        version.reference_file.save(f"{stem}.npz", ContentFile(references), save=False)
     version.full_clean(exclude=["number"])
     for attempt in range(NUMBER_ATTEMPTS):
         try:
@@ -115,7 +118,11 @@ def model_version_reexport(*, model_version: ModelVersion, quantization: str) ->
         embedding_dim=model_version.embedding_dim,
         notes=f"Re-exported from v{model_version.number} as {quantization} (no retraining).",
     )
-    return _save_numbered(version, tflite_bytes, keras_bytes)
+    references = b""
+    if model_version.reference_file:
+        with model_version.reference_file.open("rb") as handle:
+            references = handle.read()
+    return _save_numbered(version, tflite_bytes, keras_bytes, references=references)
 
 
 def model_version_reexport_start(*, model_version: ModelVersion, quantization: str) -> None:
