@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/classify_throughput.py [--n 1000] [--sizes 1600x1200,4000x3000]
                                                   [--storage local|appwrite|both]
+                                                  [--models cnn,default]
 
 (a) tutorial: per image, read the whole file, ``Image.open``, ``resize``, one interpreter call,
     softmax. (b) project: the chunk task code end to end (fetch from storage with a thread pool,
@@ -10,10 +11,13 @@
     batched inference on bytes already in memory, no storage and no database.
 
 Each mode runs in its own subprocess so its peak RSS (``ru_maxrss``) is its own; TensorFlow is
-imported only by the one-off training subprocess and the RSS baseline. Photos (smooth gradients,
-shapes and sensor-like noise, JPEG quality 90) and the model (the tutorial ``cnn`` at 180x180,
-trained by ``training.pipeline.run_training`` on a small generated set) are cached under
-``var/bench/``; delete that folder to rebuild them.
+imported only by the one-off training subprocesses and the RSS baseline. Photos (smooth
+gradients, shapes and sensor-like noise, JPEG quality 90) and the models are cached under
+``var/bench/``; delete that folder to rebuild them. Two models, each trained by
+``training.pipeline.run_training`` on a small generated set: ``cnn``, the tutorial's network at
+180x180 (the baseline rows), and ``default``, what ``train_classifier`` trains with no options
+(EfficientNet-Lite0 at 224x224 with its measured quantisation, logits and embedding outputs).
+Each model's (b) rows are compared with the same model's ceiling (c).
 
 ``--storage appwrite`` (or ``both``, the default) also runs mode (b) against Appwrite Storage:
 the bench process starts the in-memory emulator (tests/support/appwrite_emulator.py, a thread
@@ -43,13 +47,16 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 BENCH_DIR = ROOT / "var" / "bench"
-MODEL_DIR = BENCH_DIR / "model"
+# Which model a step measures: the orchestrator sets BENCH_MODEL for each subprocess.
+MODEL_NAME = os.environ.get("BENCH_MODEL", "cnn")
+MODEL_DIR = BENCH_DIR / ("model" if MODEL_NAME == "cnn" else f"model-{MODEL_NAME}")
 SITE_DIR = BENCH_DIR / "site"
 MEDIA_DIR = SITE_DIR / "media"
 PHOTO_SUBDIR = "bench-photos"
 
 # The tutorial's model: its CNN at its input size, trained just enough to give real predictions.
 MODEL_SIZE = (180, 180)
+MODELS = ("cnn", "default")
 TRAIN_CLASSES = ("circles", "squares", "stripes")
 TRAIN_PER_CLASS = 24
 TRAIN_EPOCHS = 2
@@ -74,6 +81,8 @@ def main() -> None:
     parser.add_argument("--sizes", default="1600x1200,4000x3000")
     parser.add_argument("--storage", choices=("local", "appwrite", "both"), default="both",
                         help="where mode (b) reads photos from (a and c always read local files)")
+    parser.add_argument("--models", default=",".join(MODELS),
+                        help="models to measure, of: " + ", ".join(MODELS))
     parser.add_argument("--mode", help=argparse.SUPPRESS)  # internal: run one measurement
     parser.add_argument("--size", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -83,13 +92,23 @@ def main() -> None:
         print("RESULT " + json.dumps(result))
         return
     sizes = [tuple(int(v) for v in s.split("x")) for s in args.sizes.split(",")]
-    _ensure_model()
     for width, height in sizes:
         _ensure_photos(width, height)
-    setup = ["--mode", "setup", "--n", str(args.n), "--sizes", args.sizes]
-    _run(setup)
     rows = [("import tensorflow (baseline)", _run(["--mode", "tf"])),
             ("import LiteRT+Django (baseline)", _run(["--mode", "litert"]))]
+    for model in args.models.split(","):
+        os.environ["BENCH_MODEL"] = model  # inherited by every step's subprocess
+        _measure_model(args, sizes, rows)
+
+
+def _measure_model(args, sizes, rows) -> None:
+    """Train (once) and activate ``BENCH_MODEL``, then run every mode on every size."""
+    global MODEL_DIR
+    MODEL_DIR = BENCH_DIR / ("model" if os.environ["BENCH_MODEL"] == "cnn"
+                             else f"model-{os.environ['BENCH_MODEL']}")
+    _ensure_model()
+    setup = ["--mode", "setup", "--n", str(args.n), "--sizes", args.sizes]
+    _run(setup)
     runs = [r for r in RUNS if r[1] in ("", "memory") or args.storage in ("both", r[1])]
     emulator = None
     if any(r[1] == "appwrite" for r in runs):
@@ -169,8 +188,10 @@ def _served(emulator, key: str) -> str:
 
 
 def _print_table(n: int, table, baselines, runs) -> None:
-    print(f"\nClassification throughput, N={n} per size, model: tutorial cnn "
-          f"{MODEL_SIZE[0]}x{MODEL_SIZE[1]}, {os.cpu_count()} cores")
+    meta = json.loads((MODEL_DIR / "meta.json").read_text())
+    contract = meta["contract"]
+    print(f"\nClassification throughput, N={n} per size, model: {meta.get('description')} "
+          f"{contract['height']}x{contract['width']}, {os.cpu_count()} cores")
     print("Peak RSS: VmHWM of the measuring process; for (b) the largest qcluster worker.")
     print(f"{'photos':<10} {'mode':<34} {'storage':<18} {'img/s':>8} {'ms/img':>8} "
           f"{'peak RSS MB':>12} {'vs (a)':>7} {'vs (c)':>7}")
@@ -220,14 +241,21 @@ def _train(args) -> dict:
         for index in range(TRAIN_PER_CLASS):
             data = _shape_photo(rng, 240, 180, label)
             items.append(LabelledItem(f"{label}/{index}.jpg", label, lambda d=data: d))
-    hparams = HParams(architecture="cnn", image_size=MODEL_SIZE, epochs=TRAIN_EPOCHS,
-                      batch_size=16, weights=None, augment=False, min_images_per_class=5,
-                      decode_workers=2)
-    outcome = run_training(items, hparams, workdir=MODEL_DIR / "run")
+    if MODEL_NAME == "cnn":
+        hparams = HParams(architecture="cnn", image_size=MODEL_SIZE, epochs=TRAIN_EPOCHS,
+                          batch_size=16, weights=None, augment=False, min_images_per_class=5,
+                          decode_workers=2, quantization="float32")
+        description = "tutorial cnn"
+    else:
+        hparams = HParams(decode_workers=2)  # train_classifier's defaults
+        description = "default (EfficientNet-Lite0)"
+    outcome = run_training(items, hparams, workdir=MODEL_DIR / "run", cache_root=BENCH_DIR)
     (MODEL_DIR / "model.tflite").write_bytes(outcome.tflite_bytes)
     (MODEL_DIR / "meta.json").write_text(json.dumps(
         {"labels": outcome.labels, "contract": outcome.contract.to_dict(),
-         "summary": outcome.summary()}))
+         "summary": outcome.summary(), "architecture": hparams.architecture,
+         "quantization": outcome.quantization,
+         "description": f"{description}, {outcome.quantization}"}))
     return {"labels": outcome.labels}
 
 
@@ -320,9 +348,11 @@ def _setup(args) -> dict:
     version = ModelVersion.objects.filter(checksum=checksum).first()
     if version is None:
         version = ModelVersion(number=(ModelVersion.objects.count() + 1), labels=meta["labels"],
-                               input_contract=meta["contract"], architecture="cnn",
+                               input_contract=meta["contract"],
+                               architecture=meta.get("architecture", "cnn"),
+                               quantization=meta.get("quantization", "float32"),
                                checksum=checksum, size_bytes=len(content))
-        version.file.save("bench.tflite", ContentFile(content), save=False)
+        version.file.save(f"bench-{MODEL_NAME}.tflite", ContentFile(content), save=False)
         version.save()
     model_version_activate(model_version=version)
     Product.objects.filter(sku__startswith="bench-").delete()
@@ -347,12 +377,16 @@ def _tutorial(args) -> dict:
     meta = json.loads((MODEL_DIR / "meta.json").read_text())
     interpreter = Interpreter(model_path=str(MODEL_DIR / "model.tflite"))
     interpreter.allocate_tensors()
-    inp, out = interpreter.get_input_details()[0], interpreter.get_output_details()[0]
+    inp = interpreter.get_input_details()[0]
+    # A two-output model (logits and embedding): the logits are the output one wide per label.
+    out = next(d for d in interpreter.get_output_details()
+               if d["shape"][-1] == len(meta["labels"]))
+    model_h, model_w = meta["contract"]["height"], meta["contract"]["width"]
     labels = {}
     start = time.perf_counter()
     for index, name in enumerate(_photo_names(width, height, args.n)):
         data = (MEDIA_DIR / name).read_bytes()  # "download the whole file"
-        img = Image.open(io.BytesIO(data)).convert("RGB").resize((MODEL_SIZE[1], MODEL_SIZE[0]))
+        img = Image.open(io.BytesIO(data)).convert("RGB").resize((model_w, model_h))
         batch = np.asarray(img, dtype=np.float32)[None]
         interpreter.set_tensor(inp["index"], batch)
         interpreter.invoke()

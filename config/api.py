@@ -22,6 +22,7 @@ _STATUS_BY_ERROR: list[tuple[str, int, str]] = [
     ("classifier.exceptions.ClassifierError", 400, "classifier_error"),
     ("catalog.exceptions.ImageNotFoundError", 404, "image_not_found"),
     ("catalog.exceptions.StorageError", 503, "storage_unavailable"),
+    ("training.exceptions.WeightsUnavailableError", 400, "weights_unavailable"),
     ("training.exceptions.TrainingError", 400, "training_error"),
 ]
 
@@ -46,8 +47,19 @@ def _domain_response(exc: Exception) -> Response | None:
             message = getattr(exc, "message", None) or str(exc) or cls.__doc__
             if code >= 500:
                 logger.warning("API answered %s: %s", code, message)
+            if slug == "weights_unavailable":
+                return Response(_weights_body(exc), status=code)
             return Response({"detail": message, "code": slug}, status=code)
     return None
+
+
+def _weights_body(exc) -> dict:
+    """A weights error worded for an API client: the file, its checksum and the options to send."""
+    return {"detail": exc.problem, "code": "weights_unavailable", "file": exc.path,
+            "sha256": exc.sha256,
+            "fix": "Reinstall the project's requirements on the training machine, or send "
+                   '"options": {"weights": null} (random initialisation) or another '
+                   '"architecture".'}
 
 
 def _with_code(response: Response, exc: Exception) -> Response:

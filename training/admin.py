@@ -7,7 +7,7 @@ from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.html import format_html
 
-from training.exceptions import TrainingError
+from training.exceptions import TrainingError, WeightsUnavailableError
 from training.forms import RetrainForm
 from training.models import TrainingRun, TrainingStatus
 
@@ -68,6 +68,8 @@ class TrainingRunAdmin(admin.ModelAdmin):
         if request.method == "POST" and form.is_valid():
             try:
                 run = training_run_start(**form.start_kwargs(), created_by=request.user)
+            except WeightsUnavailableError as exc:
+                form.add_error("weights", weights_error_for_form(exc))
             except TrainingError as exc:
                 form.add_error(None, str(exc))
             else:
@@ -107,3 +109,12 @@ class TrainingRunAdmin(admin.ModelAdmin):
     def log_tail(self, obj):
         return format_html('<pre style="max-height:30em;overflow:auto;white-space:pre-wrap">'
                            "{}</pre>", obj.log or "(empty)")
+
+
+def weights_error_for_form(exc: WeightsUnavailableError) -> str:
+    """The weights error worded for the Retrain form (its fields, not command-line flags)."""
+    checksum = exc.sha256 or "unknown (not readable)"
+    where = f" File {exc.path}, SHA-256 {checksum}." if exc.path else ""
+    return (f"{exc.problem}{where} Ask whoever runs the training worker to reinstall the "
+            "requirements (pip install -r requirements.txt), or choose another architecture "
+            "or \"Random initialisation\" above.")

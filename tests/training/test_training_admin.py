@@ -161,3 +161,59 @@ def test_admin_retrain_runs_on_training_qcluster_and_links_new_version(qcluster,
     cluster.wait_for(lambda: ModelVersion.objects.filter(quantization="float16").exists(),
                      "the float16 re-export")
     assert TrainingRun.objects.count() == 1
+
+
+@pytest.mark.django_db
+def test_retrain_form_defaults_to_the_offline_pretrained_backbone(admin_client):
+    html = admin_client.get(reverse("admin:training_trainingrun_retrain")).content.decode()
+    assert 'value="efficientnet_lite0" selected' in html
+    assert 'value="imagenet" selected' in html and 'value="auto" selected' in html
+    assert 'name="image_size" value="224"' in html
+
+
+@pytest.fixture
+def damaged_weights_package(monkeypatch, settings, tmp_path):
+    """The installed EfficientNet-Lite0 .pth no longer has the released file's checksum."""
+    import dataclasses
+
+    from training.backbones import efficientnet_lite_weights as weights
+
+    settings.VAR_DIR = tmp_path  # no converted cache yet
+    source = weights.PRETRAINED_SOURCES["efficientnet_lite0"]
+    monkeypatch.setitem(weights.PRETRAINED_SOURCES, "efficientnet_lite0",
+                        dataclasses.replace(source, sha256="0" * 64))
+    return weights.pretrained_source_path()
+
+
+@pytest.mark.django_db
+def test_unusable_weights_are_reported_on_the_form_with_file_checksum_and_fix(
+        admin_client, damaged_weights_package):
+    page = admin_client.post(reverse("admin:training_trainingrun_retrain"), {
+        "source": "catalog", "architecture": "efficientnet_lite0", "weights": "imagenet",
+        "epochs": 15, "image_size": 224, "activation_policy": "if_better"})
+
+    html = page.content.decode()
+    assert page.status_code == 200 and not TrainingRun.objects.exists()
+    assert str(damaged_weights_package) in html and "SHA-256" in html
+    assert "Random initialisation" in html and "--weights" not in html
+
+
+@pytest.mark.django_db
+def test_unusable_weights_are_a_400_naming_the_file_for_api_clients(admin_client,
+                                                                     damaged_weights_package):
+    response = admin_client.post("/api/v1/training-runs/", {"options": {}},
+                                 content_type="application/json")
+
+    body = response.json()
+    assert response.status_code == 400 and body["code"] == "weights_unavailable"
+    assert body["file"] == str(damaged_weights_package) and len(body["sha256"]) == 64
+    assert '"weights": null' in body["fix"] and not TrainingRun.objects.exists()
+
+
+@pytest.mark.django_db
+def test_unusable_weights_stop_the_command_with_the_command_line_fix(damaged_weights_package):
+    from django.core.management import CommandError, call_command
+
+    with pytest.raises(CommandError, match="--weights PATH") as caught:
+        call_command("train_classifier")
+    assert str(damaged_weights_package) in str(caught.value)

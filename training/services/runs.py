@@ -45,8 +45,12 @@ def training_run_create(*, options: dict, source: str = TrainingSource.CATALOG,
 
     Raises:
         InvalidHParamsError: bad options, source, folder or policy; the message says the fix.
+        WeightsUnavailableError: the pretrained weights asked for cannot be had.
     """
+    from training.features import check_weights
+
     hparams = _hparams(options)
+    check_weights(hparams, weights_dir=settings.VAR_DIR / "weights")
     if source not in TrainingSource.values:
         raise InvalidHParamsError(f"Unknown source {source!r}: use one of {TrainingSource.values}.")
     if activation_policy not in ActivationPolicy.values:
