@@ -24,11 +24,19 @@ IN_FLIGHT_PER_WORKER = 4
 
 @dataclasses.dataclass(frozen=True)
 class LabelledItem:
-    """One training image: a stable key (path, product id…), its category and a bytes loader."""
+    """One training image: a stable key (path, product id…), its category and a bytes loader.
+
+    ``embedding`` (with the ``embedding_backbone`` that made it, and the image's ``digest``)
+    lets a caller that already has the image's embedding, such as a product the active model
+    classified, skip reading and decoding it: the pipeline uses it when the backbone matches.
+    """
 
     key: str
     label: str
     load: Callable[[], bytes]
+    embedding: Any = None
+    embedding_backbone: str = ""
+    digest: str = ""
 
 
 @dataclasses.dataclass(frozen=True)

@@ -104,10 +104,11 @@ class EmbeddedSet:
     skipped: list[SkippedItem]
     sample: dict[int, np.ndarray]
     computed: int
+    given: int = 0
 
     @property
     def cached(self) -> int:
-        return len(self.keys) - self.computed
+        return len(self.keys) - self.computed - self.given
 
 
 @dataclasses.dataclass
@@ -117,6 +118,7 @@ class _Loaded:
     pixels: np.ndarray | None
     keep_pixels: bool
     decoded: bool
+    given: bool = False
 
 
 def pixel_sample_keys(items: Sequence[LabelledItem], per_class_total: int = PIXEL_SAMPLE
@@ -138,6 +140,7 @@ def pixel_sample_keys(items: Sequence[LabelledItem], per_class_total: int = PIXE
 
 def embed_items(items: Sequence[LabelledItem], *, extract: Extractor, cache: EmbeddingCache,
                 size: tuple[int, int], workers: int = 4, batch_size: int = EMBED_BATCH,
+                backbone: str = "",
                 progress: Callable[[int, int], None] | None = None) -> EmbeddedSet:
     """Embed every readable item, decoding only images the cache has not seen.
 
@@ -151,6 +154,9 @@ def embed_items(items: Sequence[LabelledItem], *, extract: Extractor, cache: Emb
         extract: ``(N, h, w, 3) uint8 -> (N, D) float32`` backbone embeddings.
         cache: where embeddings (and sampled pixels) are kept between runs.
         size: ``(height, width)`` of the backbone input.
+        backbone: the extractor's backbone id; items carrying an embedding of this backbone
+            are used as they are (neither read nor decoded, unless sampled for export checks
+            and their pixels are not cached).
         workers: threads reading and decoding.
         batch_size: images per ``extract`` call.
         progress: called with ``(processed, total)`` as items complete.
@@ -172,6 +178,8 @@ def embed_items(items: Sequence[LabelledItem], *, extract: Extractor, cache: Emb
 
     def load(i: int) -> _Loaded:
         item = items[i]
+        if backbone and item.embedding is not None and item.embedding_backbone == backbone:
+            return _given(item, item.key in sample_keys)
         data = item.load()
         digest = hashlib.sha256(data).hexdigest()
         keep = item.key in sample_keys
@@ -201,6 +209,16 @@ def embed_items(items: Sequence[LabelledItem], *, extract: Extractor, cache: Emb
         if progress:
             progress(submitted - len(pending), len(items))
 
+    def _given(item: LabelledItem, keep: bool) -> _Loaded:
+        vector = np.asarray(item.embedding, np.float32)
+        pixels = cache.get_pixels(item.digest, size) if keep and item.digest else None
+        if not keep or pixels is not None:
+            return _Loaded(item.digest, vector, pixels, keep, decoded=False, given=True)
+        data = item.load()  # a sampled image without cached pixels: the one decode it costs
+        digest = item.digest or hashlib.sha256(data).hexdigest()
+        return _Loaded(digest, vector, decode_image(data, size=size), keep, decoded=True,
+                       given=True)
+
     window = max(1, workers) * IN_FLIGHT_PER_WORKER
     pending: dict[cf.Future, int] = {}
     submitted = 0
@@ -214,6 +232,7 @@ def embed_items(items: Sequence[LabelledItem], *, extract: Extractor, cache: Emb
         collect(set(cf.wait(pending).done))
     batch.flush()
     return _assemble(items, loaded, skipped, batch.computed)
+
 
 
 class _PendingBatch:
@@ -257,4 +276,4 @@ def _assemble(items: list[LabelledItem], loaded: list[_Loaded | None],
     return EmbeddedSet(keys=[items[i].key for i in rows], labels=[items[i].label for i in rows],
                        digests=[loaded[i].digest for i in rows], vectors=vectors,
                        skipped=sorted(skipped, key=lambda s: s.key), sample=sample,
-                       computed=computed)
+                       computed=computed, given=sum(loaded[i].given for i in rows))

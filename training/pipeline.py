@@ -169,7 +169,10 @@ def heldout_report(*, keys: list[str], labels: np.ndarray, logits: np.ndarray,
         "evaluated": method, "oof": metrics,
         "calibration": {"temperature": temperature, "ece_before": before["ece"],
                         "ece_after": after["ece"], "bins": after["bins"],
-                        "bins_before": before["bins"]},
+                        "bins_before": before["bins"],
+                        # What drift monitoring compares a week's mean confidence with.
+                        "mean_confidence": float(probs.max(axis=1).mean()) if len(probs)
+                        else None},
         "auto_fill": auto_fill, "gate": gate.to_dict(),
         "baseline_accuracy": gate.majority_baseline,
     }

@@ -54,7 +54,21 @@ class Bundle:
         self.interpreter = Interpreter(model_content=model)
         self.interpreter.allocate_tensors()
         self.input = self.interpreter.get_input_details()[0]
-        self.output_index = self.interpreter.get_output_details()[0]["index"]
+        self.output = _logits_output(self.interpreter, len(labels))
+        self.output_index = self.output["index"]
+
+
+def _logits_output(interpreter: Interpreter, num_labels: int) -> dict:
+    """The class-score output. Catalog Classifier's models also output the image embedding
+    (signature names ``logits`` and ``embedding``); older ones have the scores alone."""
+    outputs = interpreter.get_output_details()
+    signatures = interpreter.get_signature_list()
+    if len(outputs) > 1 and len(signatures) == 1:
+        runner = interpreter.get_signature_runner(next(iter(signatures)))
+        named = runner.get_output_details()
+        if "logits" in named:
+            return next(d for d in outputs if d["index"] == named["logits"]["index"])
+    return next(d for d in outputs if d["shape"][-1] == num_labels)
 
 
 def load_bundle(location: str | Path | None = None) -> Bundle:
@@ -119,7 +133,7 @@ def classify(data: bytes, bundle: Bundle, k: int = TOP_K) -> list[dict]:
     interpreter.allocate_tensors()
     interpreter.set_tensor(bundle.input["index"], tensor)
     interpreter.invoke()
-    output_detail = interpreter.get_output_details()[0]
+    output_detail = bundle.output
     raw = interpreter.get_tensor(bundle.output_index)[0].astype(np.float64)
     scale, zero_point = output_detail["quantization"]
     if output_detail["dtype"] != np.float32 and scale:

@@ -23,6 +23,7 @@ from tests.support.appwrite_fixtures import appwrite_storage_client
 from tests.support.tiny_model import (
     DEFAULT_LABELS,
     make_tiny_tflite,
+    make_tiny_tflite_with_embedding,
     solid_color_jpeg,
     tiny_contract,
 )
@@ -40,9 +41,11 @@ PARITY_IMAGES = [solid_color_jpeg(rgb) for rgb in [(230, 20, 20), (20, 200, 40),
                                                      "exif-rotated.jpg", "alpha.png")]
 
 
-@pytest.fixture
-def model_version(db) -> ModelVersion:
-    tflite = make_tiny_tflite()
+@pytest.fixture(params=["logits", "logits+embedding"])
+def model_version(db, request) -> ModelVersion:
+    """The exported bundle's model: scores only (older versions), or scores and the embedding
+    (what training exports now); every consumer of the bundle must handle both."""
+    tflite = make_tiny_tflite() if request.param == "logits" else make_tiny_tflite_with_embedding()
     version = ModelVersion(number=7, name="tiny", labels=list(DEFAULT_LABELS), architecture="cnn",
                            input_contract=tiny_contract().to_dict(), checksum=sha256(tflite),
                            size_bytes=len(tflite), metrics={"accuracy": 1.0}, is_active=True)
@@ -77,7 +80,10 @@ def bare_litert_top1(bundle_zip: Path, image: bytes) -> str:
     interpreter.allocate_tensors()
     interpreter.set_tensor(input_index, tensor)
     interpreter.invoke()
-    logits = interpreter.get_tensor(interpreter.get_output_details()[0]["index"])[0]
+    # The class scores are the output with one column per label (a second output, when there
+    # is one, is the image embedding).
+    scores = next(d for d in interpreter.get_output_details() if d["shape"][-1] == len(labels))
+    logits = interpreter.get_tensor(scores["index"])[0]
     return labels[int(logits.argmax())]
 
 

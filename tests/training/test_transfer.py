@@ -116,6 +116,36 @@ def test_a_new_image_decodes_only_itself(trained, data_root, cache_root, tmp_pat
     assert any("1 computed, 60 from the cache" in line for line in logs)
 
 
+def test_embeddings_stored_with_products_are_used_without_reading_any_image(
+        trained, data_root, cache_root, tmp_path):
+    """A retrain from the embeddings classification stored: no image is read or decoded
+    (the export check's sample is already in the pixel cache from the first run)."""
+    import dataclasses
+
+    from training.features import build_feature_extractor
+
+    first, _ = trained
+    extractor = build_feature_extractor(hparams(), weights_dir=cache_root / "weights")
+    items = image_folder_items(data_root)
+    vectors = extractor(np.stack([decode_image(item.load(), size=SIZE) for item in items]))
+
+    def never_read():
+        raise AssertionError("the image was read")
+
+    import hashlib
+
+    given = [dataclasses.replace(item, load=never_read, embedding=vector,
+                                 embedding_backbone=extractor.backbone_id,
+                                 digest=hashlib.sha256(item.load()).hexdigest())
+             for item, vector in zip(items, vectors)]
+    logs: list[str] = []
+    outcome = run_training(given, hparams(), workdir=tmp_path, cache_root=cache_root,
+                           log=logs.append)
+    assert any("0 computed, 0 from the cache, 60 stored with their products" in line
+               for line in logs), logs
+    assert outcome.labels == first.labels and outcome.gate.passed
+
+
 def test_near_duplicate_rule_is_measured_and_references_stored(trained):
     from classifier.references import load_reference_set
 
