@@ -10,6 +10,7 @@ rescales inside its graph; :func:`to_model_input` only applies what the stored
 from __future__ import annotations
 
 import io
+import math
 import struct
 from collections.abc import Sequence
 
@@ -32,6 +33,7 @@ __all__ = [
     "InputContract",
     "decode_image",
     "decode_images",
+    "source_size",
     "to_model_input",
 ]
 
@@ -51,14 +53,33 @@ MAX_IMAGE_PIXELS = 50_000_000
 # opened by the JPEG plugin, so "JPEG" covers them.
 ALLOWED_FORMATS = ("JPEG", "PNG", "GIF", "WEBP", "BMP", "TIFF")
 
-# JPEG draft decoding (DCT scaling) is asked for at this multiple of the target size, so the
-# reduced image is still >= 1.5x the target in both axes and the final antialiased bilinear
-# resize does the real downscaling. Draft output then differs from a full decode by about one grey
-# level on average (tests pin the tolerance), while a 12 MP photo decodes at 1/8 or 1/4 of the
-# cost. 1.5 rather than 2: a 1600x1200 photo for a 180 px model then decodes at 1/4 scale instead
-# of 1/2 (6.3 vs 9.1 ms measured), and training caches through the same function, so both sides
-# see identical pixels.
+# Images are reduced to this multiple of the model input before the final resize: JPEG draft
+# decoding (DCT scaling) is asked for at it, and a storage that can resize server-side (Appwrite's
+# preview) is asked for an image this big. The reduced image is still >= 1.5x the target in both
+# axes and the final antialiased bilinear resize does the real downscaling. Draft output then
+# differs from a full decode by about one grey level on average (tests pin the tolerance), while
+# a 12 MP photo decodes at 1/8 or 1/4 of the cost. 1.5 rather than 2: a 1600x1200 photo for a
+# 180 px model then decodes at 1/4 scale instead of 1/2 (6.3 vs 9.1 ms measured). Training and
+# inference both get this size from ``source_size`` (and the model bundle's metadata carries it
+# for runtimes outside this project), so both sides see identical pixels.
 DRAFT_OVERSAMPLE = 1.5
+
+
+def source_size(size: tuple[int, int]) -> tuple[int, int]:
+    """The ``(height, width)`` an image is reduced to before the final resize to ``size``.
+
+    The one source of this number: JPEG draft decoding asks for it, and the classifier and the
+    training pipeline ask storage for a preview ``source_size(size)[1]`` pixels wide.
+
+    Args:
+        size: The model input ``(height, width)``.
+
+    Returns:
+        ``DRAFT_OVERSAMPLE`` times ``size``, rounded up.
+    """
+    height, width = size
+    return math.ceil(height * DRAFT_OVERSAMPLE), math.ceil(width * DRAFT_OVERSAMPLE)
+
 
 # Pillow's decoders raise a wide, loosely documented set of exceptions on hostile or broken input
 # (truncated data is OSError, bad headers SyntaxError/struct.error, odd tables ValueError/
@@ -161,7 +182,7 @@ def _open_checked(data: bytes, *, max_pixels: int) -> Image.Image:
 
 
 def _draft_for_target(img: Image.Image, *, height: int, width: int) -> None:
-    """Ask the JPEG decoder for the smallest DCT scale still >= DRAFT_OVERSAMPLE x the target.
+    """Ask the JPEG decoder for the smallest DCT scale still >= ``source_size`` of the target.
 
     The target is in display orientation, the decoder works on stored orientation, so the axes
     swap for EXIF orientations 5-8. Pillow picks scale 1/2/4/8 with floor(side/scale) >= request,
@@ -173,7 +194,8 @@ def _draft_for_target(img: Image.Image, *, height: int, width: int) -> None:
         orientation = 1  # Broken EXIF: exif_transpose will skip it too; draft conservatively.
     if orientation in _ORIENTATIONS_SWAPPING_AXES:
         height, width = width, height
-    img.draft("RGB", (int(width * DRAFT_OVERSAMPLE), int(height * DRAFT_OVERSAMPLE)))
+    draft_height, draft_width = source_size((height, width))
+    img.draft("RGB", (draft_width, draft_height))
 
 
 def _to_rgb(img: Image.Image) -> Image.Image:

@@ -1,8 +1,8 @@
 """Classifier writes and workflows; import services from here (``classifier.services``)."""
 
 from classifier.services.jobs import (
-    classification_chunk_failed,
     classification_chunk_run,
+    classification_job_note,
     classification_job_run_sync,
     classification_job_start,
     classification_jobs_resume_stalled,
@@ -17,9 +17,9 @@ from classifier.services.review import (
 )
 
 __all__ = [
-    "classification_chunk_failed",
     "classification_chunk_run",
     "classification_job_run_sync",
+    "classification_job_note",
     "classification_job_start",
     "classification_jobs_resume_stalled",
     "classify_products",

@@ -148,7 +148,7 @@ def _items(run: TrainingRun, hparams: HParams) -> list:
 
     if run.source == TrainingSource.FOLDER:
         return image_folder_items(run.source_path)
-    return catalog_training_items(image_side=max(hparams.image_size))
+    return catalog_training_items(image_size=hparams.image_size)
 
 
 def _workdir_root() -> Path:
