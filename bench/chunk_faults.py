@@ -19,7 +19,6 @@ front of Appwrite (or Appwrite under load) produces; test settings: 1 s timeout,
 from __future__ import annotations
 
 import argparse
-import hashlib
 import io
 import os
 import sys
@@ -90,19 +89,13 @@ def _catalog(count: int):
     from PIL import Image
 
     from catalog.models import Category, Product
-    from classifier.models import ModelVersion
-    from classifier.services import model_version_activate
+    from tests.support.model_versions import stored_model_version
     from tests.support.tiny_model import DEFAULT_LABELS, make_tiny_tflite, tiny_contract
 
     for slug in DEFAULT_LABELS:
         Category.objects.create(name=slug.title(), slug=slug)
-    content = make_tiny_tflite()
-    version = ModelVersion(number=1, labels=list(DEFAULT_LABELS), architecture="tiny",
-                           input_contract=tiny_contract().to_dict(), size_bytes=len(content),
-                           checksum=hashlib.sha256(content).hexdigest())
-    version.file.save("tiny.tflite", ContentFile(content), save=False)
-    version.save()
-    model_version_activate(model_version=version)
+    version = stored_model_version(make_tiny_tflite(), labels=DEFAULT_LABELS, number=1,
+                                   contract=tiny_contract())
     products = []
     for number in range(count):
         buffer = io.BytesIO()

@@ -26,6 +26,7 @@ from classifier.exceptions import (
 )
 
 __all__ = [
+    "ALLOWED_EXTENSIONS",
     "ALLOWED_FORMATS",
     "MAX_IMAGE_BYTES",
     "MAX_IMAGE_PIXELS",
@@ -52,6 +53,11 @@ MAX_IMAGE_PIXELS = 50_000_000
 # (EPS, PSD, ICNS, ...) away from untrusted uploads. Phone JPEGs that Pillow reports as "MPO" are
 # opened by the JPEG plugin, so "JPEG" covers them.
 ALLOWED_FORMATS = ("JPEG", "PNG", "GIF", "WEBP", "BMP", "TIFF")
+# File name extensions Pillow registers for those formats (".jpg", ".jfif", ".tif", ".dib", ...):
+# what a training folder may hold. Derived, so training never drops a format the classifier reads.
+ALLOWED_EXTENSIONS = frozenset(
+    ext for ext, fmt in Image.registered_extensions().items() if fmt in ALLOWED_FORMATS
+)
 
 # Images are reduced to this multiple of the model input before the final resize: JPEG draft
 # decoding (DCT scaling) is asked for at it, and a storage that can resize server-side (Appwrite's

@@ -236,6 +236,14 @@ CATALOG_IMPORT_ROOTS = [
     Path(p) for p in env.list("CATALOG_IMPORT_ROOTS", default=[str(BASE_DIR / "demo" / "catalog")])
 ]
 
+# --- Training -----------------------------------------------------------------------------------
+# Folders the admin's Retrain form and the API may train from (a folder or zip inside one of
+# them), so a staff account cannot make the training worker read, or probe for, any server path.
+# `manage.py train_classifier --from-dir DIR` reads the folder its operator names.
+TRAINING_DATA_ROOTS = [
+    Path(p) for p in env.list("TRAINING_DATA_ROOTS", default=[str(VAR_DIR / "training-data")])
+]
+
 # --- Classifier ---------------------------------------------------------------------------------
 CLASSIFIER = {
     # At or above this confidence a prediction fills the shop category (when no person set it);

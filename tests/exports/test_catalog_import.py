@@ -108,6 +108,24 @@ OK-1,Duplicate,red,,
     assert "purple" in next(e.message for e in report.errors if e.row == 3)
 
 
+@pytest.mark.django_db
+def test_a_truncated_jpeg_is_refused_at_import_with_a_row_error(tmp_path, categories,
+                                                                images_dir, settings):
+    fixture = REPO_ROOT / "tests" / "fixtures" / "images" / "truncated.jpg"
+    (images_dir / "cut.jpg").write_bytes(fixture.read_bytes())  # its header alone looks fine
+    source = write_csv(tmp_path / "c.csv", """
+sku,title,category_slug,image
+CUT-1,Cut off,red,cut.jpg
+OK-1,Fine,red,red.jpg
+""")
+    report = catalog_import(rows=import_rows_read(source.open("rb"), fmt="csv"),
+                            roots=[images_dir])
+    (error,) = report.errors
+    assert (error.row, error.column) == (2, "image") and "truncated" in error.message
+    assert list(Product.objects.values_list("sku", flat=True)) == ["OK-1"]
+    assert len(stored_files(settings)) == 1
+
+
 def refuse_inserts_titled(title: str) -> None:
     """A database trigger that fails the INSERT of a product with this title.
 
