@@ -219,6 +219,26 @@ class AppwriteStorage(Storage):
         """The Django name of an SDK ``File`` model."""
         return appwrite.name_for_file(file_id=stored.id, folder=stored.folder, name=stored.name)
 
+    @staticmethod
+    def file_dict(stored: Any) -> dict[str, Any]:
+        """An SDK ``File`` model as the dict Appwrite's events carry (the keys catalog reads)."""
+        return {"$id": stored.id, "name": stored.name, "folder": stored.folder,
+                "mimeType": stored.mimetype, "chunksTotal": stored.chunkstotal,
+                "chunksUploaded": stored.chunksuploaded, "$createdAt": stored.createdat,
+                "$updatedAt": stored.updatedat}
+
+    def file_now(self, file_id: str) -> dict[str, Any] | None:
+        """The file with this id as Appwrite has it now (``file_dict``), or None if it is gone.
+
+        What the webhook trusts instead of an event's body: events arrive late, twice or out
+        of order, the bucket's current state does not.
+        """
+        try:
+            stored = self._call("look up", f"file {file_id}", "get_file", file_id)
+        except ImageNotFoundError:
+            return None
+        return self.file_dict(stored)
+
     def read_preview(self, name: str, *, width: int, height: int | None = None,
                      output: str = "jpg", quality: int | None = None) -> bytes:
         """Image bytes resized by Appwrite's preview endpoint (aspect kept without height)."""

@@ -16,6 +16,7 @@ from classifier.services import (
     classification_job_start,
     classification_jobs_resume_stalled,
 )
+from classifier.services import classify as classify_service
 from classifier.services import jobs as jobs_service
 from tests.classifier.conftest import BLUE, GREEN, RED
 from tests.support.appwrite_django import use_appwrite_storage
@@ -129,7 +130,7 @@ def test_a_503_storm_on_every_image_fails_each_product_with_the_reason(emulator,
 
 def test_an_unexpected_error_in_one_products_decode_fails_that_product_only(
         emulator, catalog, monkeypatch):
-    real_decode = jobs_service.decode_image
+    real_decode = classify_service.decode_image
     target = catalog[1]  # the green one
 
     poisoned = solid_color_jpeg(GREEN)
@@ -139,7 +140,7 @@ def test_an_unexpected_error_in_one_products_decode_fails_that_product_only(
             raise MemoryError("simulated: the decoder ran out of memory")
         return real_decode(data, size=size)
 
-    monkeypatch.setattr(jobs_service, "decode_image", decode)
+    monkeypatch.setattr(classify_service, "decode_image", decode)
     job = _run(catalog)
 
     _assert_every_product_recorded(job, catalog)

@@ -4,6 +4,7 @@ from pathlib import Path
 
 import pytest
 from django.core.files.base import ContentFile
+from django.utils import timezone
 
 from catalog.models import CategorySource, Product, ReviewStatus
 from classifier import runtime
@@ -160,19 +161,25 @@ def test_new_image_is_classified_automatically_after_commit(model_version, make_
     assert ClassificationJob.objects.count() == 2
 
 
-def test_explicit_request_after_a_signalled_save_enqueues_one_job(
+def test_auto_classification_has_one_entry_point_and_each_image_change_is_queued_once(
         model_version, make_product, django_capture_on_commit_callbacks):
-    from classifier.services import product_classify_on_commit
-
     with django_capture_on_commit_callbacks(execute=True):
         product = make_product(solid_color_jpeg(RED))
-        product_classify_on_commit(product=product)  # what the API view does after saving
+        product.save()  # saved again in the same transaction: nothing new
     assert ClassificationJob.objects.count() == 1
 
-    Product.objects.filter(pk=product.pk).update(image="products/elsewhere.jpg")  # no signal
-    product.refresh_from_db()
     with django_capture_on_commit_callbacks(execute=True):
-        product_classify_on_commit(product=product)
+        product.title = "Renamed"
+        product.save()  # not the image
+        product.image_updated_at = timezone.now()  # new bytes under the same name
+        product.save(update_fields=["image_updated_at"])
+    assert ClassificationJob.objects.count() == 2
+
+    with django_capture_on_commit_callbacks(execute=True):
+        Product.objects.filter(pk=product.pk).update(image_missing=True)
+        product.refresh_from_db()
+        product.image_updated_at = timezone.now()
+        product.save()  # the image is gone: nothing to classify
     assert ClassificationJob.objects.count() == 2
 
 
