@@ -223,6 +223,18 @@ def deadline(seconds: float | None) -> Iterator[None]:
         _deadline.at = previous
 
 
+@contextmanager
+def grace(seconds: float) -> Iterator[None]:
+    """A short, separate allowance for clean-up after the deadline (deleting a file an upload
+    that gave up may have left), so the clean-up is not refused for the time already spent."""
+    previous = getattr(_deadline, "at", None)
+    _deadline.at = time.monotonic() + seconds
+    try:
+        yield
+    finally:
+        _deadline.at = previous
+
+
 def _remaining() -> float | None:
     at = getattr(_deadline, "at", None)
     return None if at is None else at - time.monotonic()

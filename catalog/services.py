@@ -6,6 +6,8 @@ new image triggers) so every entry point behaves the same.
 
 import logging
 import posixpath
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -50,7 +52,28 @@ def product_set_category_by_person(*, product: Product, category: Category | Non
     return product
 
 
-@transaction.atomic
+@contextmanager
+def _uploaded_image_discarded_on_failure(product: Product) -> Iterator[None]:
+    """If the save that stores a new upload fails after the upload (a database error, the
+    commit), delete the file it stored: a failed request leaves nothing in the bucket.
+
+    Only a file this save uploads is ever deleted (a name assigned as a string, such as an
+    Appwrite file linked by the webhook, is somebody else's). A process killed in between leaves
+    the file for ``manage.py sweep_orphan_files``.
+    """
+    uploading = bool(product.image) and not product.image._committed
+    try:
+        yield
+    except BaseException:
+        if uploading and product.image._committed:
+            try:
+                product.image.storage.delete(product.image.name)
+            except Exception:  # noqa: BLE001 - the original error matters more; the sweep remains
+                logger.warning("Product %s: could not delete the image %s of a failed save",
+                               product.sku, product.image.name, exc_info=True)
+        raise
+
+
 def product_create(
     *, sku: str, title: str, description: str = "", is_published: bool = False,
     price=None, image=None, category: Category | None = None,
@@ -67,7 +90,8 @@ def product_create(
         product.image = image
         product.image_updated_at = timezone.now()
     product.full_clean()
-    product.save()
+    with _uploaded_image_discarded_on_failure(product), transaction.atomic():
+        product.save()
     return product
 
 
@@ -97,7 +121,6 @@ PRODUCT_UPDATABLE_FIELDS = ("sku", "title", "description", "is_published", "pric
 _UNSET = object()
 
 
-@transaction.atomic
 def product_update(
     *, product: Product, data: dict, category=_UNSET, image=None,
 ) -> Product:
@@ -122,10 +145,11 @@ def product_update(
     if image is not None:
         product.image = image
         product.image_updated_at = timezone.now()
-    if category is not _UNSET and category != product.category:
-        return product_set_category_by_person(product=product, category=category)
-    product.full_clean()
-    product.save()
+    with _uploaded_image_discarded_on_failure(product), transaction.atomic():
+        if category is not _UNSET and category != product.category:
+            return product_set_category_by_person(product=product, category=category)
+        product.full_clean()
+        product.save()
     return product
 
 # --- Appwrite files and products (webhook deliveries, bucket import) ---------------------------

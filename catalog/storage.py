@@ -18,6 +18,7 @@ files and for both public and private Appwrite buckets.
 from __future__ import annotations
 
 import hashlib
+import logging
 import mimetypes
 import posixpath
 from collections.abc import Iterator
@@ -36,7 +37,9 @@ from django.utils import timezone
 from django.utils.deconstruct import deconstructible
 
 from catalog import appwrite
-from catalog.exceptions import ImageNotFoundError, StorageError
+from catalog.exceptions import ImageNotFoundError, StorageError, StorageUnavailableError
+
+logger = logging.getLogger(__name__)
 
 # Files per list_files page: Appwrite's usual page cap; fewer round trips for big buckets.
 LIST_PAGE_SIZE = 100
@@ -54,6 +57,9 @@ PREVIEW_SOURCE_LIMIT = 20_000_000
 # Below this an original is fetched as it is: a 448 px JPEG preview is ~30-60 KB, so previewing a
 # smaller file saves little and costs a server-side transform.
 PREVIEW_MIN_SOURCE_BYTES = 100 * 1024
+# An upload that gave up may still land (its answer was lost) or leave chunks behind: one delete
+# is tried within this many seconds, even past the request's storage deadline.
+UPLOAD_CLEANUP_SECONDS = 5.0
 
 
 def model_files_storage():
@@ -131,9 +137,27 @@ class AppwriteStorage(Storage):
             appwrite.call_with_retries(
                 create, what=f"upload {name} to bucket {self.bucket_id}",
                 max_retries=settings.APPWRITE["MAX_RETRIES"])
+        except StorageUnavailableError:
+            self._discard_failed_upload(file_id, name)
+            raise
         except AppwriteException as exc:
             raise appwrite.storage_error(exc, name=name, bucket_id=self.bucket_id) from exc
         return name
+
+    def _discard_failed_upload(self, file_id: str, name: str) -> None:
+        """The caller gets an error and will never refer to this file: make sure it is gone.
+
+        Best effort (``sweep_orphan_files`` finds what this misses): the last attempt may have
+        landed after the client stopped waiting, or left a half-assembled chunked upload.
+        """
+        try:
+            with appwrite.grace(UPLOAD_CLEANUP_SECONDS):
+                self.service.delete_file(self.bucket_id, file_id)
+        except AppwriteException as exc:
+            if exc.code != 404:
+                logger.warning("Upload of %s gave up and its file %s could not be deleted (%s);"
+                               " sweep_orphan_files will find it", name, file_id,
+                               appwrite.describe(exc))
 
     def _open(self, name: str, mode: str = "rb") -> File:
         if any(flag in mode for flag in "wa+"):

@@ -150,14 +150,16 @@ class LiteRTClassifier:
         return raw.astype(np.float32)
 
     def predict_bytes(
-        self, items: Sequence[bytes], *, k: int = DEFAULT_TOP_K
+        self, items: Sequence[bytes], *, k: int = DEFAULT_TOP_K, **decode_kwargs
     ) -> list[Prediction | ImageError]:
         """Decode and classify encoded images; a bad image yields its error, the rest go on.
+
+        ``decode_kwargs`` go to ``decode_images`` (a caller's stricter limits).
 
         Returns:
             One entry per item, in order: a :class:`Prediction` or the ``ImageError`` it hit.
         """
-        batch, errors = decode_images(items, size=self.contract.size)
+        batch, errors = decode_images(items, size=self.contract.size, **decode_kwargs)
         good_rows = [row for row, error in enumerate(errors) if error is None]
         predictions = iter(top_k(self.predict_proba(batch[good_rows]), self.labels, k=k))
         return [next(predictions) if error is None else error for error in errors]

@@ -14,18 +14,22 @@ from classifier.runtime import get_active_model
 logger = logging.getLogger(__name__)
 
 
-def predict_images(images: list[bytes]) -> list[Prediction | ClassifierError]:
+def predict_images(images: list[bytes], *, max_decode_pixels: int | None = None
+                   ) -> list[Prediction | ClassifierError]:
     """Classify encoded images with the active model, in one batched invoke.
 
     For the API's "classify these images" endpoint: nothing is stored. A bad image yields its
-    error in its slot; the others are classified.
+    error in its slot; the others are classified. ``max_decode_pixels`` bounds what one image
+    may decode to (``decode_image``), so an untrusted caller cannot make one request cost
+    hundreds of MB.
 
     Raises:
         NoActiveModelError: No model version is active.
         ModelLoadError, ModelContractError: The active model cannot be used.
     """
     model = get_active_model()
-    return model.classifier.predict_bytes(list(images), k=settings.CLASSIFIER["TOP_K"])
+    return model.classifier.predict_bytes(list(images), k=settings.CLASSIFIER["TOP_K"],
+                                          max_decode_pixels=max_decode_pixels)
 
 
 def product_classify_on_commit(*, product) -> None:

@@ -12,12 +12,12 @@ from pathlib import Path
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.core.management import CommandError, call_command
-from django.db import connection
 
 from catalog.imports.products import catalog_import
 from catalog.imports.sources import RowError, import_rows_read
 from catalog.models import Category, CategorySource, ExportRecord, Product
 from tests.exports.conftest import make_product, staff_user
+from tests.support.database import refuse_inserts_titled
 from tests.support.tiny_model import solid_color_jpeg
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -124,24 +124,6 @@ OK-1,Fine,red,red.jpg
     assert (error.row, error.column) == (2, "image") and "truncated" in error.message
     assert list(Product.objects.values_list("sku", flat=True)) == ["OK-1"]
     assert len(stored_files(settings)) == 1
-
-
-def refuse_inserts_titled(title: str) -> None:
-    """A database trigger that fails the INSERT of a product with this title.
-
-    It makes the database itself fail after the row passed validation and its image was
-    stored: the one failure a per-row transaction has to clean up after.
-    """
-    with connection.cursor() as cursor:
-        if connection.vendor == "sqlite":
-            cursor.execute(f"CREATE TRIGGER refuse_title BEFORE INSERT ON catalog_product "
-                           f"WHEN NEW.title = '{title}' BEGIN SELECT RAISE(ABORT, 'refused'); END")
-        else:
-            cursor.execute(f"""CREATE FUNCTION refuse_title() RETURNS trigger AS $$
-                BEGIN IF NEW.title = '{title}' THEN RAISE EXCEPTION 'refused'; END IF;
-                RETURN NEW; END $$ LANGUAGE plpgsql""")
-            cursor.execute("CREATE TRIGGER refuse_title BEFORE INSERT ON catalog_product "
-                           "FOR EACH ROW EXECUTE FUNCTION refuse_title()")
 
 
 @pytest.mark.django_db
