@@ -487,7 +487,7 @@ def _ceiling(args) -> dict:
     django.setup()  # only to import the runtime's constants; no query is made
     from classifier.preprocessing import decode_image
     from classifier.runtime import INVOKE_BATCH
-    from classifier.services.jobs import DECODE_WORKERS
+    from classifier.services.classify import DECODE_WORKERS
 
     width, height = (int(v) for v in args.size.split("x"))
     meta = json.loads((MODEL_DIR / "meta.json").read_text())

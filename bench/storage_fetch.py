@@ -40,13 +40,13 @@ def photo(seed: int) -> bytes:
     return out.getvalue()
 
 
-def measure(names: list[str], for_size: int) -> tuple[float, float]:
+def measure(names: list[str], preview_width: int) -> tuple[float, float]:
     from catalog.storage import read_image_bytes
 
     sizes, times = [], []
     for name in names:
         start = time.perf_counter()
-        data = read_image_bytes(name, for_size=for_size)
+        data = read_image_bytes(name, preview_width=preview_width)
         times.append((time.perf_counter() - start) * 1000)
         sizes.append(len(data))
     return statistics.mean(sizes), statistics.median(times)
@@ -71,12 +71,15 @@ def main() -> None:
         from django.core.files.base import ContentFile
         from django.core.files.storage import default_storage
 
+        from classifier.preprocessing import source_size
+
         names = [default_storage.save(f"bench/photo-{i:02}.jpg", ContentFile(photo(i)))
                  for i in range(args.images)]
+        width = source_size((args.input_size, args.input_size))[1]
         rows = []
-        for label, preview in (("original", False), (f"preview {2 * args.input_size}w", True)):
+        for label, preview in (("original", False), (f"preview {width}w", True)):
             settings.APPWRITE["CLASSIFY_FROM_PREVIEW"] = preview
-            rows.append((label, *measure(names, args.input_size)))
+            rows.append((label, *measure(names, width)))
     base_bytes, base_ms = rows[0][1], rows[0][2]
     print(f"{args.images} photos 1600x1200 q90, model input {args.input_size}px, emulator on "
           "loopback")

@@ -23,12 +23,10 @@ class ImportReport:
     skipped_non_images: int = 0
     failed: int = 0
     product_ids: list[int] = field(default_factory=list)  # created or updated
-    classification: str = "not requested"
 
     def summary(self) -> str:
         return (f"{self.created} created, {self.updated} updated, {self.unchanged} unchanged, "
-                f"{self.skipped_non_images} skipped (not images), {self.failed} failed; "
-                f"classification: {self.classification}")
+                f"{self.skipped_non_images} skipped (not images), {self.failed} failed")
 
 
 def _image_storage(bucket_id: str | None) -> AppwriteStorage:
@@ -44,20 +42,15 @@ def _image_storage(bucket_id: str | None) -> AppwriteStorage:
     return storage
 
 
-def _file_dict(stored: Any) -> dict[str, Any]:
-    return {"$id": stored.id, "name": stored.name, "folder": stored.folder,
-            "mimeType": stored.mimetype, "chunksTotal": stored.chunkstotal,
-            "chunksUploaded": stored.chunksuploaded}
-
-
 def appwrite_bucket_import(*, bucket_id: str | None = None, dry_run: bool = False,
-                           classify: bool = False, progress: Any = None) -> ImportReport:
+                           progress: Any = None) -> ImportReport:
     """Create or update a product for every image file in the product image bucket.
 
     Products are matched and created by ``services.product_link_appwrite_file`` (the same rule
     the webhook uses), so a second run reports everything unchanged. ``dry_run`` only counts:
     files that would be linked count as created. ``progress`` is a tqdm-like object (``total``,
-    ``update()``). With ``classify`` the created and updated products get one classification job.
+    ``update()``). ``product_ids`` lists what was created or updated, for a caller that wants
+    them classified (the catalog does not know the classifier).
     """
     storage = _image_storage(bucket_id)
     report = ImportReport()
@@ -65,7 +58,7 @@ def appwrite_bucket_import(*, bucket_id: str | None = None, dry_run: bool = Fals
         progress.total = storage.count_files()
         progress.refresh()
     for stored in storage.iter_files():
-        file = _file_dict(stored)
+        file = storage.file_dict(stored)
         if not services.appwrite_file_is_image(file):
             report.skipped_non_images += 1
         elif dry_run:
@@ -74,8 +67,6 @@ def appwrite_bucket_import(*, bucket_id: str | None = None, dry_run: bool = Fals
             _import_one(file, report)
         if progress is not None:
             progress.update(1)
-    if classify and not dry_run:
-        report.classification = _classify(report.product_ids)
     return report
 
 
@@ -89,14 +80,3 @@ def _import_one(file: dict[str, Any], report: ImportReport) -> None:
     setattr(report, link.outcome, getattr(report, link.outcome) + 1)
     if link.outcome != "unchanged":
         report.product_ids.append(link.product.pk)
-
-
-def _classify(product_ids: list[int]) -> str:
-    if not product_ids:
-        return "nothing new to classify"
-    try:  # The classifier depends on the catalog; import at call time.
-        from classifier.services import classification_job_start
-    except ImportError:
-        return "skipped (classifier.services.classification_job_start is not available)"
-    job = classification_job_start(products=product_ids, scope="import")
-    return f"job {job.pk} queued for {len(product_ids)} product(s)"

@@ -6,16 +6,21 @@ new image triggers) so every entry point behaves the same.
 
 import logging
 import posixpath
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import datetime
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
+from django.core.files.storage import default_storage
 from django.db import IntegrityError, transaction
 from django.db.models import Q
 from django.utils import timezone
 
 from catalog import appwrite
 from catalog.models import Category, CategorySource, Product, ReviewStatus
+from catalog.storage import AppwriteStorage
 
 logger = logging.getLogger(__name__)
 
@@ -47,7 +52,28 @@ def product_set_category_by_person(*, product: Product, category: Category | Non
     return product
 
 
-@transaction.atomic
+@contextmanager
+def _uploaded_image_discarded_on_failure(product: Product) -> Iterator[None]:
+    """If the save that stores a new upload fails after the upload (a database error, the
+    commit), delete the file it stored: a failed request leaves nothing in the bucket.
+
+    Only a file this save uploads is ever deleted (a name assigned as a string, such as an
+    Appwrite file linked by the webhook, is somebody else's). A process killed in between leaves
+    the file for ``manage.py sweep_orphan_files``.
+    """
+    uploading = bool(product.image) and not product.image._committed
+    try:
+        yield
+    except BaseException:
+        if uploading and product.image._committed:
+            try:
+                product.image.storage.delete(product.image.name)
+            except Exception:  # noqa: BLE001 - the original error matters more; the sweep remains
+                logger.warning("Product %s: could not delete the image %s of a failed save",
+                               product.sku, product.image.name, exc_info=True)
+        raise
+
+
 def product_create(
     *, sku: str, title: str, description: str = "", is_published: bool = False,
     price=None, image=None, category: Category | None = None,
@@ -64,7 +90,8 @@ def product_create(
         product.image = image
         product.image_updated_at = timezone.now()
     product.full_clean()
-    product.save()
+    with _uploaded_image_discarded_on_failure(product), transaction.atomic():
+        product.save()
     return product
 
 
@@ -94,7 +121,6 @@ PRODUCT_UPDATABLE_FIELDS = ("sku", "title", "description", "is_published", "pric
 _UNSET = object()
 
 
-@transaction.atomic
 def product_update(
     *, product: Product, data: dict, category=_UNSET, image=None,
 ) -> Product:
@@ -119,10 +145,11 @@ def product_update(
     if image is not None:
         product.image = image
         product.image_updated_at = timezone.now()
-    if category is not _UNSET and category != product.category:
-        return product_set_category_by_person(product=product, category=category)
-    product.full_clean()
-    product.save()
+    with _uploaded_image_discarded_on_failure(product), transaction.atomic():
+        if category is not _UNSET and category != product.category:
+            return product_set_category_by_person(product=product, category=category)
+        product.full_clean()
+        product.save()
     return product
 
 # --- Appwrite files and products (webhook deliveries, bucket import) ---------------------------
@@ -152,9 +179,27 @@ def _title_from_file_name(name: str) -> str:
     return (stem[:1].upper() + stem[1:])[:200] or "Untitled"
 
 
+def _image_name(file: dict) -> str:
+    return appwrite.name_for_file(file_id=file["$id"], folder=file.get("folder") or "",
+                                  name=file.get("name") or "")
+
+
+def _file_time(file: dict) -> datetime | None:
+    """The file's ``$updatedAt`` (Appwrite's clock), or None when the dict has none."""
+    value = file.get("$updatedAt")
+    return datetime.fromisoformat(value) if value else None
+
+
 def _products_for_file(*, file_id: str, image_name: str):
     return Product.objects.filter(
         Q(image=image_name) | Q(image__startswith=f"{appwrite.FOREIGN_PREFIX}{file_id}/"))
+
+
+def _file_is_newer(product: Product, file: dict) -> bool:
+    """Whether the file changed after the product last took its image (a re-upload under the
+    same id and name). A product that never recorded when is not reclassified on every replay."""
+    file_time = _file_time(file)
+    return bool(file_time and product.image_updated_at and file_time > product.image_updated_at)
 
 
 @transaction.atomic
@@ -163,11 +208,11 @@ def product_link_appwrite_file(*, file: dict, create: bool) -> FileLink:
 
     Rule: the product whose image name maps to the file's id (see catalog/appwrite.py), else
     the product whose SKU is the file id. A new product is a draft (unpublished) with SKU = file
-    id and a title from the file name. Linking the same file twice changes nothing.
+    id and a title from the file name. Linking the same file again changes nothing; a link that
+    changes the image (name, a missing image back, newer bytes) is saved with ``save()``, so the
+    classifier's receiver classifies it.
     """
-    file_id = file["$id"]
-    image_name = appwrite.name_for_file(file_id=file_id, folder=file.get("folder") or "",
-                                        name=file.get("name") or "")
+    file_id, image_name = file["$id"], _image_name(file)
     product = (_products_for_file(file_id=file_id, image_name=image_name).order_by("pk").first()
                or Product.objects.filter(sku=file_id).first())
     if product is None:
@@ -179,65 +224,54 @@ def product_link_appwrite_file(*, file: dict, create: bool) -> FileLink:
         except (IntegrityError, ValidationError):  # A concurrent delivery created it first.
             return FileLink(Product.objects.get(sku=file_id), "unchanged")
         return FileLink(product, "created")
-    if product.image.name == image_name and not product.image_missing:
+    if (product.image.name == image_name and not product.image_missing
+            and not _file_is_newer(product, file)):
         return FileLink(product, "unchanged")
-    Product.objects.filter(pk=product.pk).update(
-        image=image_name, image_missing=False, image_updated_at=timezone.now())
-    product.refresh_from_db()
+    product.image = image_name
+    product.image_missing = False
+    product.image_updated_at = _file_time(file) or timezone.now()
+    product.save(update_fields=["image", "image_missing", "image_updated_at", "updated_at"])
     return FileLink(product, "updated")
 
 
 def _uploaded_outside_django(file: dict) -> bool:
-    name = appwrite.name_for_file(file_id=file["$id"], folder=file.get("folder") or "",
-                                  name=file.get("name") or "")
-    return name.startswith(appwrite.FOREIGN_PREFIX)
+    return _image_name(file).startswith(appwrite.FOREIGN_PREFIX)
 
 
 def products_mark_image_missing(*, file: dict) -> int:
     """Flag the products using a deleted Appwrite file; products and their history stay."""
-    file_id = file["$id"]
-    image_name = appwrite.name_for_file(file_id=file_id, folder=file.get("folder") or "",
-                                        name=file.get("name") or "")
-    return _products_for_file(file_id=file_id, image_name=image_name).filter(
+    return _products_for_file(file_id=file["$id"], image_name=_image_name(file)).filter(
         image_missing=False).update(image_missing=True)
-
-
-def _classify_on_commit(product: Product) -> bool:
-    # The classifier depends on the catalog, not the other way round: import at call time.
-    try:
-        from classifier.services import product_classify_on_commit
-    except ImportError:
-        logger.warning("classifier.services.product_classify_on_commit is not available; "
-                       "product %s is not queued for classification", product.pk)
-        return False
-    product_classify_on_commit(product=product)
-    return True
 
 
 def appwrite_file_event_handle(*, action: str, bucket_id: str, file: dict) -> str:
     """Apply one Appwrite storage event (a verified webhook delivery); returns what it did.
 
-    create: link the file to its product (a draft product when APPWRITE_WEBHOOK_CREATES_PRODUCTS)
-    and classify it if the link is new. update: re-classify.
-    delete: mark the image missing. Redelivering an event is harmless: links and flags are set,
-    not toggled, and classification is idempotent.
+    Order-safe: deliveries arrive late, twice or out of order, so the event only says which
+    file to look at; what is applied is the file as Appwrite has it now. Gone: its products are
+    marked ``image_missing`` (a create replayed after the delete resurrects nothing). Present:
+    a delete is older than a re-upload and changes nothing; a create or update links the file
+    to its product (a draft product when APPWRITE_WEBHOOK_CREATES_PRODUCTS) from its current
+    name, and a changed link is classified (classifier/signals.py). An older rename, or any
+    replay, finds the product already up to date.
+
+    Raises:
+        StorageError: Appwrite could not be asked (the view answers 503; Appwrite redelivers).
     """
-    if bucket_id != settings.APPWRITE["BUCKET_ID"]:
+    storage = default_storage
+    if bucket_id != settings.APPWRITE["BUCKET_ID"] or not isinstance(storage, AppwriteStorage):
         return "ignored: not the product image bucket"
+    current = storage.file_now(file["$id"])
+    if current is None:
+        return f"file gone: marked image missing on {products_mark_image_missing(file=file)} "\
+               "product(s)"
     if action == "delete":
-        return f"marked image missing on {products_mark_image_missing(file=file)} product(s)"
-    if not appwrite_file_is_image(file):
+        return "ignored: the file exists again (this delete is older than its re-upload)"
+    if not appwrite_file_is_image(current):
         return "ignored: not an image"
     # Only files uploaded outside Django become draft products: a Django upload reaches Appwrite
     # (and fires this event) before its product row is saved, and that product links it.
     creates = (action == "create" and settings.APPWRITE["WEBHOOK_CREATES_PRODUCTS"]
-               and _uploaded_outside_django(file))
-    link = product_link_appwrite_file(file=file, create=creates)
-    if link.product is None:
-        return "ignored: no product uses this file"
-    queued = False
-    # An unchanged link on create is a redelivery, or an upload made through Django, whose save
-    # already queued classification (CLASSIFIER_AUTO_CLASSIFY); do not classify twice.
-    if action == "update" or link.outcome != "unchanged":
-        queued = _classify_on_commit(link.product)
-    return f"{link.outcome}; classification {'queued' if queued else 'not queued'}"
+               and _uploaded_outside_django(current))
+    link = product_link_appwrite_file(file=current, create=creates)
+    return "ignored: no product uses this file" if link.product is None else link.outcome

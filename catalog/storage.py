@@ -18,6 +18,7 @@ files and for both public and private Appwrite buckets.
 from __future__ import annotations
 
 import hashlib
+import logging
 import mimetypes
 import posixpath
 from collections.abc import Iterator
@@ -36,16 +37,16 @@ from django.utils import timezone
 from django.utils.deconstruct import deconstructible
 
 from catalog import appwrite
-from catalog.exceptions import ImageNotFoundError, StorageError
+from catalog.exceptions import ImageNotFoundError, StorageError, StorageUnavailableError
+
+logger = logging.getLogger(__name__)
 
 # Files per list_files page: Appwrite's usual page cap; fewer round trips for big buckets.
 LIST_PAGE_SIZE = 100
 # JPEG quality of classifier previews: visually lossless for a model that sees 224 px; the bytes
-# saved come from the smaller size, not from a harsher quality.
+# saved come from the smaller size, not from a harsher quality. (The preview's width is the
+# caller's: the classifier asks for its preprocessing's source size, training for the same.)
 CLASSIFY_PREVIEW_QUALITY = 90
-# The preview long side is this multiple of the model input: resizing 2x down to the input keeps
-# the detail the classifier trained on (training downsizes full photos the same way).
-CLASSIFY_PREVIEW_FACTOR = 2
 # Thumbnails: webp is a third of JPEG's bytes at the same look, and every current browser shows it.
 THUMBNAIL_FORMAT = "webp"
 # Types Appwrite's preview decodes (FACTS §4); others get an icon instead of their pixels.
@@ -56,6 +57,9 @@ PREVIEW_SOURCE_LIMIT = 20_000_000
 # Below this an original is fetched as it is: a 448 px JPEG preview is ~30-60 KB, so previewing a
 # smaller file saves little and costs a server-side transform.
 PREVIEW_MIN_SOURCE_BYTES = 100 * 1024
+# An upload that gave up may still land (its answer was lost) or leave chunks behind: one delete
+# is tried within this many seconds, even past the request's storage deadline.
+UPLOAD_CLEANUP_SECONDS = 5.0
 
 
 def model_files_storage():
@@ -133,9 +137,27 @@ class AppwriteStorage(Storage):
             appwrite.call_with_retries(
                 create, what=f"upload {name} to bucket {self.bucket_id}",
                 max_retries=settings.APPWRITE["MAX_RETRIES"])
+        except StorageUnavailableError:
+            self._discard_failed_upload(file_id, name)
+            raise
         except AppwriteException as exc:
             raise appwrite.storage_error(exc, name=name, bucket_id=self.bucket_id) from exc
         return name
+
+    def _discard_failed_upload(self, file_id: str, name: str) -> None:
+        """The caller gets an error and will never refer to this file: make sure it is gone.
+
+        Best effort (``sweep_orphan_files`` finds what this misses): the last attempt may have
+        landed after the client stopped waiting, or left a half-assembled chunked upload.
+        """
+        try:
+            with appwrite.grace(UPLOAD_CLEANUP_SECONDS):
+                self.service.delete_file(self.bucket_id, file_id)
+        except AppwriteException as exc:
+            if exc.code != 404:
+                logger.warning("Upload of %s gave up and its file %s could not be deleted (%s);"
+                               " sweep_orphan_files will find it", name, file_id,
+                               appwrite.describe(exc))
 
     def _open(self, name: str, mode: str = "rb") -> File:
         if any(flag in mode for flag in "wa+"):
@@ -221,6 +243,26 @@ class AppwriteStorage(Storage):
         """The Django name of an SDK ``File`` model."""
         return appwrite.name_for_file(file_id=stored.id, folder=stored.folder, name=stored.name)
 
+    @staticmethod
+    def file_dict(stored: Any) -> dict[str, Any]:
+        """An SDK ``File`` model as the dict Appwrite's events carry (the keys catalog reads)."""
+        return {"$id": stored.id, "name": stored.name, "folder": stored.folder,
+                "mimeType": stored.mimetype, "chunksTotal": stored.chunkstotal,
+                "chunksUploaded": stored.chunksuploaded, "$createdAt": stored.createdat,
+                "$updatedAt": stored.updatedat}
+
+    def file_now(self, file_id: str) -> dict[str, Any] | None:
+        """The file with this id as Appwrite has it now (``file_dict``), or None if it is gone.
+
+        What the webhook trusts instead of an event's body: events arrive late, twice or out
+        of order, the bucket's current state does not.
+        """
+        try:
+            stored = self._call("look up", f"file {file_id}", "get_file", file_id)
+        except ImageNotFoundError:
+            return None
+        return self.file_dict(stored)
+
     def read_preview(self, name: str, *, width: int, height: int | None = None,
                      output: str = "jpg", quality: int | None = None) -> bytes:
         """Image bytes resized by Appwrite's preview endpoint (aspect kept without height)."""
@@ -231,11 +273,8 @@ class AppwriteStorage(Storage):
         return self._call("look up", name, "get_file", appwrite.file_id_for_name(name))
 
     def _download(self, name: str) -> bytes:
-        data = self._call("download", name, "get_file_download", appwrite.file_id_for_name(name))
-        if not isinstance(data, bytes):
-            # The SDK parses a stored file of type application/json; return its exact bytes.
-            data = appwrite.last_response_bytes()
-        return data
+        # SafeClient returns a download's exact bytes, whatever type the file was stored as.
+        return self._call("download", name, "get_file_download", appwrite.file_id_for_name(name))
 
     def _direct_url(self, name: str, endpoint: str, **params: Any) -> str:
         query = "&".join(f"{k}={v}" for k, v in params.items())
@@ -319,15 +358,16 @@ def thumbnail_url(file: FieldFile | None, *, size: int = 160) -> str:
     return file.storage.url(file.name)
 
 
-def read_image_bytes(file_or_name: FieldFile | str, *, for_size: int | None = None) -> bytes:
-    """The bytes the classifier decodes for one image (the fetch path of inference).
+def read_image_bytes(file_or_name: FieldFile | str, *, preview_width: int | None = None) -> bytes:
+    """The bytes the classifier (and training) decode for one image.
 
     Args:
         file_or_name: a product's ``image`` field file, or a name in the default storage.
-        for_size: the model's input side in pixels. With Appwrite and
-            ``APPWRITE["CLASSIFY_FROM_PREVIEW"]`` the server returns a JPEG whose width is
-            ``CLASSIFY_PREVIEW_FACTOR`` x this (aspect kept), typically a tenth of a phone
-            photo's bytes. Otherwise, or when Appwrite cannot preview the file, the original.
+        preview_width: with Appwrite and ``APPWRITE["CLASSIFY_FROM_PREVIEW"]``, the server returns
+            a JPEG this many pixels wide (aspect kept), typically a tenth of a phone photo's
+            bytes. The caller chooses it (``classifier.preprocessing.source_size``), so
+            inference and training fetch the same pixels. Otherwise, or when Appwrite cannot
+            preview the file, the original.
 
     Returns:
         Encoded image bytes (possibly empty: the decoder reports that as its own error).
@@ -339,9 +379,9 @@ def read_image_bytes(file_or_name: FieldFile | str, *, for_size: int | None = No
     name, storage = _name_and_storage(file_or_name)
     if not name:
         raise ImageNotFoundError("(no image set)", _where(storage))
-    if (isinstance(storage, AppwriteStorage) and for_size
+    if (isinstance(storage, AppwriteStorage) and preview_width
             and settings.APPWRITE["CLASSIFY_FROM_PREVIEW"]):
-        preview = _classify_preview(storage, name, for_size)
+        preview = _classify_preview(storage, name, preview_width)
         if preview is not None:
             return preview
     try:
@@ -355,7 +395,7 @@ def read_image_bytes(file_or_name: FieldFile | str, *, for_size: int | None = No
         raise StorageError(f"Reading image {name} from {_where(storage)} failed: {exc}") from exc
 
 
-def _classify_preview(storage: AppwriteStorage, name: str, for_size: int) -> bytes | None:
+def _classify_preview(storage: AppwriteStorage, name: str, width: int) -> bytes | None:
     """A JPEG preview for the classifier, or None when the original must be used instead.
 
     One metadata request first: Appwrite answers a preview of a non-image (or of a source over
@@ -367,8 +407,8 @@ def _classify_preview(storage: AppwriteStorage, name: str, for_size: int) -> byt
             or not PREVIEW_MIN_SOURCE_BYTES <= stored.sizeoriginal <= PREVIEW_SOURCE_LIMIT):
         return None
     try:
-        return storage.read_preview(name, width=CLASSIFY_PREVIEW_FACTOR * for_size,
-                                    output="jpg", quality=CLASSIFY_PREVIEW_QUALITY)
+        return storage.read_preview(name, width=width, output="jpg",
+                                    quality=CLASSIFY_PREVIEW_QUALITY)
     except ImageNotFoundError:
         raise
     except StorageError as exc:

@@ -12,6 +12,7 @@ from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 
 from catalog import services
+from catalog.exceptions import StorageError
 
 # `buckets.<bucketId>.files.<fileId>.<action>`: the one concrete event among the wildcard
 # variants Appwrite lists in X-Appwrite-Webhook-Events.
@@ -57,6 +58,9 @@ def appwrite_webhook(request):
         return HttpResponseBadRequest("The body is not JSON.")
     if event is None or not isinstance(file, dict) or file.get("$id") != event["file"]:
         return JsonResponse({"outcome": "ignored: not a storage file event"})
-    outcome = services.appwrite_file_event_handle(
-        action=event["action"], bucket_id=event["bucket"], file=file)
+    try:
+        outcome = services.appwrite_file_event_handle(
+            action=event["action"], bucket_id=event["bucket"], file=file)
+    except StorageError as exc:  # Appwrite retries a failed delivery; the file is looked up then.
+        return HttpResponse(f"Could not look the file up in Appwrite: {exc}", status=503)
     return JsonResponse({"outcome": outcome})

@@ -6,4 +6,6 @@ class ClassifierConfig(AppConfig):
     verbose_name = "Classifier"
 
     def ready(self):
-        from classifier import signals  # noqa: F401 - connects auto-classification
+        from classifier import signals
+
+        signals.connect()  # auto-classification of new or changed product images

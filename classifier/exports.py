@@ -10,9 +10,11 @@ from catalog.models import ExportKind
 from classifier.bundle import BundleError, bundle_zip_bytes
 from classifier.contract import InputContract
 from classifier.models import ModelVersion
+from classifier.preprocessing import source_size
 
 # Bumped when a bundle's layout or metadata keys change, so consumers can check what they read.
-BUNDLE_FORMAT = "catalog-classifier-bundle/1"
+# 2: ``source_size``, the size an image is reduced to before the final resize.
+BUNDLE_FORMAT = "catalog-classifier-bundle/2"
 
 
 def model_version_bundle_metadata(model_version: ModelVersion, *, checksum: str) -> dict:
@@ -20,6 +22,9 @@ def model_version_bundle_metadata(model_version: ModelVersion, *, checksum: str)
 
     The input size, dtype and value range are repeated at the top level (from the stored input
     contract, never a copied constant) so a consumer need not know the contract's layout.
+    ``source_size`` is ``classifier.preprocessing.source_size`` of the input: a runtime that
+    decodes JPEGs at a reduced scale (or asks a server for a preview) uses it to see the pixels
+    the model was trained on.
     """
     contract = InputContract.from_dict(model_version.input_contract)
     return {
@@ -27,6 +32,7 @@ def model_version_bundle_metadata(model_version: ModelVersion, *, checksum: str)
         "model_version": model_version.number,
         "name": model_version.name,
         "input_size": [contract.height, contract.width],
+        "source_size": list(source_size(contract.size)),
         "input_dtype": contract.dtype,
         "value_range": list(contract.value_range),
         "output": contract.output,

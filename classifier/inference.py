@@ -185,14 +185,16 @@ class LiteRTClassifier:
         return raw.astype(np.float32), embeddings
 
     def predict_bytes(
-        self, items: Sequence[bytes], *, k: int = DEFAULT_TOP_K
+        self, items: Sequence[bytes], *, k: int = DEFAULT_TOP_K, **decode_kwargs
     ) -> list[Prediction | ImageError]:
         """Decode and classify encoded images; a bad image yields its error, the rest go on.
+
+        ``decode_kwargs`` go to ``decode_images`` (a caller's stricter limits).
 
         Returns:
             One entry per item, in order: a :class:`Prediction` or the ``ImageError`` it hit.
         """
-        batch, errors = decode_images(items, size=self.contract.size)
+        batch, errors = decode_images(items, size=self.contract.size, **decode_kwargs)
         good_rows = [row for row, error in enumerate(errors) if error is None]
         probs, embeddings = self.predict(batch[good_rows])
         predictions = iter(top_k(probs, self.labels, k=k, embeddings=embeddings))

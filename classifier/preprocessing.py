@@ -10,6 +10,7 @@ rescales inside its graph; :func:`to_model_input` only applies what the stored
 from __future__ import annotations
 
 import io
+import math
 import struct
 from collections.abc import Sequence
 
@@ -25,6 +26,7 @@ from classifier.exceptions import (
 )
 
 __all__ = [
+    "ALLOWED_EXTENSIONS",
     "ALLOWED_FORMATS",
     "MAX_IMAGE_BYTES",
     "MAX_IMAGE_PIXELS",
@@ -32,6 +34,7 @@ __all__ = [
     "InputContract",
     "decode_image",
     "decode_images",
+    "source_size",
     "to_model_input",
 ]
 
@@ -50,15 +53,39 @@ MAX_IMAGE_PIXELS = 50_000_000
 # (EPS, PSD, ICNS, ...) away from untrusted uploads. Phone JPEGs that Pillow reports as "MPO" are
 # opened by the JPEG plugin, so "JPEG" covers them.
 ALLOWED_FORMATS = ("JPEG", "PNG", "GIF", "WEBP", "BMP", "TIFF")
+# File name extensions Pillow registers for those formats (".jpg", ".jfif", ".tif", ".dib", ...):
+# what a training folder may hold. Derived, so training never drops a format the classifier reads.
+ALLOWED_EXTENSIONS = frozenset(
+    ext for ext, fmt in Image.registered_extensions().items() if fmt in ALLOWED_FORMATS
+)
 
-# JPEG draft decoding (DCT scaling) is asked for at this multiple of the target size, so the
-# reduced image is still >= 1.5x the target in both axes and the final antialiased bilinear
-# resize does the real downscaling. Draft output then differs from a full decode by about one grey
-# level on average (tests pin the tolerance), while a 12 MP photo decodes at 1/8 or 1/4 of the
-# cost. 1.5 rather than 2: a 1600x1200 photo for a 180 px model then decodes at 1/4 scale instead
-# of 1/2 (6.3 vs 9.1 ms measured), and training caches through the same function, so both sides
-# see identical pixels.
+# Images are reduced to this multiple of the model input before the final resize: JPEG draft
+# decoding (DCT scaling) is asked for at it, and a storage that can resize server-side (Appwrite's
+# preview) is asked for an image this big. The reduced image is still >= 1.5x the target in both
+# axes and the final antialiased bilinear resize does the real downscaling. Draft output then
+# differs from a full decode by about one grey level on average (tests pin the tolerance), while
+# a 12 MP photo decodes at 1/8 or 1/4 of the cost. 1.5 rather than 2: a 1600x1200 photo for a
+# 180 px model then decodes at 1/4 scale instead of 1/2 (6.3 vs 9.1 ms measured). Training and
+# inference both get this size from ``source_size`` (and the model bundle's metadata carries it
+# for runtimes outside this project), so both sides see identical pixels.
 DRAFT_OVERSAMPLE = 1.5
+
+
+def source_size(size: tuple[int, int]) -> tuple[int, int]:
+    """The ``(height, width)`` an image is reduced to before the final resize to ``size``.
+
+    The one source of this number: JPEG draft decoding asks for it, and the classifier and the
+    training pipeline ask storage for a preview ``source_size(size)[1]`` pixels wide.
+
+    Args:
+        size: The model input ``(height, width)``.
+
+    Returns:
+        ``DRAFT_OVERSAMPLE`` times ``size``, rounded up.
+    """
+    height, width = size
+    return math.ceil(height * DRAFT_OVERSAMPLE), math.ceil(width * DRAFT_OVERSAMPLE)
+
 
 # Pillow's decoders raise a wide, loosely documented set of exceptions on hostile or broken input
 # (truncated data is OSError, bad headers SyntaxError/struct.error, odd tables ValueError/
@@ -76,6 +103,7 @@ def decode_image(
     size: tuple[int, int],
     max_bytes: int = MAX_IMAGE_BYTES,
     max_pixels: int = MAX_IMAGE_PIXELS,
+    max_decode_pixels: int | None = None,
     allow_draft: bool = True,
 ) -> np.ndarray:
     """Decode untrusted image bytes into an RGB array of the model's input size.
@@ -90,6 +118,9 @@ def decode_image(
         size: Target ``(height, width)``; use ``InputContract.size``.
         max_bytes: Byte limit, :data:`MAX_IMAGE_BYTES` unless a caller is stricter.
         max_pixels: Pixel limit checked on the header, :data:`MAX_IMAGE_PIXELS` by default.
+        max_decode_pixels: A stricter limit on the pixels actually decoded (after JPEG draft
+            scaling, so a big JPEG that decodes small passes), checked before decoding: it
+            bounds the memory one call may take (the API's anonymous classify sets it).
         allow_draft: Let JPEGs decode at a reduced DCT scale (see :data:`DRAFT_OVERSAMPLE`).
             Only parity tests turn it off.
 
@@ -114,10 +145,14 @@ def decode_image(
     try:
         if allow_draft and img.format in ("JPEG", "MPO"):
             _draft_for_target(img, height=height, width=width)
+        _check_decode_size(img, max_decode_pixels)
         if getattr(img, "is_animated", False):
             img.seek(0)  # Animations: classify the first frame, like a thumbnail would show.
         img.load()  # Surface truncation here, inside the error mapping.
-        img = ImageOps.exif_transpose(img)
+        # In place: the default returns a copy of the whole decoded frame even when there is
+        # nothing to rotate, doubling the peak memory of every decode (measured: a 7000x7000
+        # PNG peaks at 376 MB with the copy, 196 MB without).
+        ImageOps.exif_transpose(img, in_place=True)
         rgb = _to_rgb(img)
         resized = rgb.resize((width, height), Image.Resampling.BILINEAR)
     except Image.DecompressionBombError as exc:
@@ -160,8 +195,18 @@ def _open_checked(data: bytes, *, max_pixels: int) -> Image.Image:
     return img
 
 
+def _check_decode_size(img: Image.Image, max_decode_pixels: int | None) -> None:
+    width, height = img.size  # after draft: what the decoder will really allocate
+    if max_decode_pixels is not None and width * height > max_decode_pixels:
+        raise ImageTooLargeError(
+            f"The {img.format} image decodes to {width}x{height} ({width * height:,} pixels); "
+            f"this request may decode at most {max_decode_pixels:,}. Resize it (e.g. to at most "
+            "3000 x 3000, or send it as JPEG) and upload it again."
+        )
+
+
 def _draft_for_target(img: Image.Image, *, height: int, width: int) -> None:
-    """Ask the JPEG decoder for the smallest DCT scale still >= DRAFT_OVERSAMPLE x the target.
+    """Ask the JPEG decoder for the smallest DCT scale still >= ``source_size`` of the target.
 
     The target is in display orientation, the decoder works on stored orientation, so the axes
     swap for EXIF orientations 5-8. Pillow picks scale 1/2/4/8 with floor(side/scale) >= request,
@@ -173,7 +218,8 @@ def _draft_for_target(img: Image.Image, *, height: int, width: int) -> None:
         orientation = 1  # Broken EXIF: exif_transpose will skip it too; draft conservatively.
     if orientation in _ORIENTATIONS_SWAPPING_AXES:
         height, width = width, height
-    img.draft("RGB", (int(width * DRAFT_OVERSAMPLE), int(height * DRAFT_OVERSAMPLE)))
+    draft_height, draft_width = source_size((height, width))
+    img.draft("RGB", (draft_width, draft_height))
 
 
 def _to_rgb(img: Image.Image) -> Image.Image:
@@ -186,7 +232,9 @@ def _to_rgb(img: Image.Image) -> Image.Image:
         rgba = img.convert("RGBA")
         background = Image.new("RGBA", rgba.size, _WHITE)
         return Image.alpha_composite(background, rgba).convert("RGB")
-    return img.convert("RGB")  # L, 1, CMYK, YCbCr, LAB, HSV, RGB.
+    if img.mode == "RGB":
+        return img  # convert() would copy the whole decoded frame for nothing
+    return img.convert("RGB")  # L, 1, CMYK, YCbCr, LAB, HSV.
 
 
 def _high_depth_to_l(img: Image.Image) -> Image.Image:

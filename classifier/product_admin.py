@@ -17,13 +17,6 @@ from catalog.models import ReviewStatus
 from classifier import admin_review, selectors, services
 from classifier.exceptions import ClassifierError
 
-try:  # The storage helper's resized thumbnails; the original image otherwise.
-    from catalog.storage import thumbnail_url as _thumbnail_url
-except ImportError:  # pragma: no cover - depends on which branches are merged
-    _thumbnail_url = None
-
-THUMBNAIL_PX = 48  # Small enough for 100 rows per page, big enough to tell a mug from a shoe.
-
 
 class ConfidenceBandFilter(admin.SimpleListFilter):
     """Bands of prediction confidence: where the model is sure, unsure, or guessing."""
@@ -47,15 +40,6 @@ class ProductClassificationAdminMixin:
     """Classification for ``ProductAdmin``: columns, actions, review ordering, classify-all."""
 
     actions = ["classify_selected", "accept_predicted_category", "send_to_review"]
-
-    @admin.display(description="Image")
-    def thumbnail(self, obj):
-        if not obj.image:
-            return "—"
-        url = _thumbnail_url(obj.image, size=160) if _thumbnail_url else obj.image.url
-        return format_html('<img src="{}" width="{}" height="{}" alt="" loading="lazy" '
-                           'style="object-fit:cover;border-radius:3px">', url, THUMBNAIL_PX,
-                           THUMBNAIL_PX)
 
     @admin.display(description="Prediction", ordering="prediction_confidence")
     def prediction_display(self, obj):

@@ -8,9 +8,10 @@ def classification_chunk_run(job_id: int, product_ids: list[int]) -> dict:
 
 
 def classification_chunk_hook(task) -> None:
-    """After each chunk task: a chunk that failed as a whole fails its job with the reason."""
+    """After each chunk task: a chunk that failed as a whole (a crash, a timeout) notes why on
+    its job; the stalled-job resume retries its products and fails them with that reason."""
     if not task.success:
-        services.classification_chunk_failed(job_id=task.args[0], error=str(task.result))
+        services.classification_job_note(job_id=task.args[0], error=str(task.result))
 
 
 def classification_jobs_resume_stalled() -> int:

@@ -1,6 +1,5 @@
 """The API's one exception handler: domain errors become JSON 4xx/503 with an actionable message."""
 
-import importlib
 import logging
 
 from django.core.exceptions import SuspiciousOperation
@@ -9,40 +8,36 @@ from rest_framework import status
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
+from catalog.exceptions import ImageNotFoundError, StorageError
+from classifier.exceptions import (
+    ClassifierError,
+    ImageError,
+    ModelContractError,
+    ModelLoadError,
+    NoActiveModelError,
+)
+from training.exceptions import TrainingError, WeightsUnavailableError
+
 logger = logging.getLogger(__name__)
 
 # Most specific first: the first matching class decides. Image problems are the caller's (400);
 # a missing or broken active model, or unreachable storage, is the service's (503), and the
 # message says how an operator fixes it.
-_STATUS_BY_ERROR: list[tuple[str, int, str]] = [
-    ("classifier.exceptions.NoActiveModelError", 503, "no_active_model"),
-    ("classifier.exceptions.ModelLoadError", 503, "model_unavailable"),
-    ("classifier.exceptions.ModelContractError", 503, "model_unavailable"),
-    ("classifier.exceptions.ImageError", 400, "invalid_image"),
-    ("classifier.exceptions.ClassifierError", 400, "classifier_error"),
-    ("catalog.exceptions.ImageNotFoundError", 404, "image_not_found"),
-    ("catalog.exceptions.StorageError", 503, "storage_unavailable"),
-    ("training.exceptions.WeightsUnavailableError", 400, "weights_unavailable"),
-    ("training.exceptions.TrainingError", 400, "training_error"),
+_STATUS_BY_ERROR: list[tuple[type[Exception], int, str]] = [
+    (NoActiveModelError, 503, "no_active_model"),
+    (ModelLoadError, 503, "model_unavailable"),
+    (ModelContractError, 503, "model_unavailable"),
+    (ImageError, 400, "invalid_image"),
+    (ClassifierError, 400, "classifier_error"),
+    (ImageNotFoundError, 404, "image_not_found"),
+    (StorageError, 503, "storage_unavailable"),
+    (WeightsUnavailableError, 400, "weights_unavailable"),
+    (TrainingError, 400, "training_error"),
 ]
 
 
-def _error_classes() -> list[tuple[type, int, str]]:
-    """Resolve the table lazily: ``catalog.exceptions`` may not exist in every deployment."""
-    resolved = []
-    for dotted, code, slug in _STATUS_BY_ERROR:
-        module_name, _, name = dotted.rpartition(".")
-        try:
-            cls = getattr(importlib.import_module(module_name), name, None)
-        except ImportError:
-            cls = None
-        if cls is not None:
-            resolved.append((cls, code, slug))
-    return resolved
-
-
 def _domain_response(exc: Exception) -> Response | None:
-    for cls, code, slug in _error_classes():
+    for cls, code, slug in _STATUS_BY_ERROR:
         if isinstance(exc, cls):
             message = getattr(exc, "message", None) or str(exc) or cls.__doc__
             if code >= 500:

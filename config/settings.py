@@ -78,6 +78,7 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
+    "catalog.middleware.StorageDeadlineMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -170,6 +171,19 @@ else:
     # The ORM broker polls; half a second keeps the admin's "classify" responsive.
     Q_CLUSTER["poll"] = 0.5
 
+# --- Cache --------------------------------------------------------------------------------------
+# One cache shared by every web process and worker, so API throttles hold across processes and
+# machines and media-proxy thumbnails are made once: Redis when REDIS_URL is set, otherwise a
+# database table (`migrate` creates it; see catalog/apps.py). The prefix lets several sites
+# share one Redis.
+_CACHE_PREFIX = env.str("DJANGO_CACHE_KEY_PREFIX", default="catalog")
+if REDIS_URL:
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache",
+                          "LOCATION": REDIS_URL, "KEY_PREFIX": _CACHE_PREFIX}}
+else:
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.db.DatabaseCache",
+                          "LOCATION": "django_cache", "KEY_PREFIX": _CACHE_PREFIX}}
+
 # --- Storage ------------------------------------------------------------------------------------
 MEDIA_ROOT = Path(env.str("DJANGO_MEDIA_ROOT", default=str(VAR_DIR / "media")))
 MEDIA_URL = "/media/"
@@ -194,6 +208,9 @@ APPWRITE = {
     "SELF_SIGNED": env.bool("APPWRITE_SELF_SIGNED", default=False),
     "TIMEOUT": env.float("APPWRITE_TIMEOUT", default=30.0),
     "MAX_RETRIES": env.int("APPWRITE_MAX_RETRIES", default=4),
+    # All the Appwrite time one web request may take, retries included (catalog/middleware.py);
+    # config/gunicorn.conf.py keeps the worker timeout above it. Workers are not bound by it.
+    "REQUEST_DEADLINE": env.float("APPWRITE_REQUEST_DEADLINE", default=60.0),
     "WEBHOOK_SECRET": env.str("APPWRITE_WEBHOOK_SECRET", default=""),
     "WEBHOOK_URL": env.str("APPWRITE_WEBHOOK_URL", default=""),
     "WEBHOOK_CREATES_PRODUCTS": env.bool("APPWRITE_WEBHOOK_CREATES_PRODUCTS", default=False),
@@ -240,6 +257,14 @@ DATA_UPLOAD_MAX_MEMORY_SIZE = 10 * 1024 * 1024
 # server read arbitrary files. `import_catalog --images-dir DIR` adds a folder for one run.
 CATALOG_IMPORT_ROOTS = [
     Path(p) for p in env.list("CATALOG_IMPORT_ROOTS", default=[str(BASE_DIR / "demo" / "catalog")])
+]
+
+# --- Training -----------------------------------------------------------------------------------
+# Folders the admin's Retrain form and the API may train from (a folder or zip inside one of
+# them), so a staff account cannot make the training worker read, or probe for, any server path.
+# `manage.py train_classifier --from-dir DIR` reads the folder its operator names.
+TRAINING_DATA_ROOTS = [
+    Path(p) for p in env.list("TRAINING_DATA_ROOTS", default=[str(VAR_DIR / "training-data")])
 ]
 
 # --- Classifier ---------------------------------------------------------------------------------
@@ -298,13 +323,21 @@ REST_FRAMEWORK = {
         "catalog.api.uploads.LimitedMultiPartParser",
     ],
     # Classification costs CPU: anonymous callers get this many per client IP. Counters live in
-    # the default cache (per process unless CACHES points at a shared cache such as Redis).
+    # the shared default cache (see CACHES), so the limit holds across processes and machines.
     "DEFAULT_THROTTLE_RATES": {"classify_anon": env.str("CLASSIFY_ANON_RATE", default="10/min")},
+    # The client IP: REMOTE_ADDR, unless this many trusted proxies (nginx, a load balancer) in
+    # front each append to X-Forwarded-For; then the address the outermost of them saw. 0 (the
+    # default) ignores X-Forwarded-For, which any client can write.
+    "NUM_PROXIES": env.int("DJANGO_TRUSTED_PROXY_COUNT", default=0),
     "EXCEPTION_HANDLER": "config.api.exception_handler",
 }
 # Largest image the API accepts (upload or stored file); bigger gets 413. 10 MiB holds any
 # product photo; the classifier's own limit (40 MiB) is for bulk imports.
 API_MAX_UPLOAD_BYTES = env.int("API_MAX_UPLOAD_BYTES", default=10 * 1024 * 1024)
+# Pixels an anonymous classify image may decode to (after JPEG draft scaling, so any camera
+# JPEG passes): 12 MP, a 4000 x 3000 photo, ~36 MB decoded. A flat 7000 x 7000 PNG is 160 KB
+# on the wire but 147 MB decoded, and ~375 MB of peak memory without this limit.
+CLASSIFY_ANON_MAX_PIXELS = env.int("CLASSIFY_ANON_MAX_PIXELS", default=12_000_000)
 SPECTACULAR_SETTINGS = {
     "TITLE": "Catalog Classifier API",
     "DESCRIPTION": "Storefront catalog and staff classification endpoints.",

@@ -13,10 +13,12 @@ from typing import Any
 
 import numpy as np
 
-from classifier.preprocessing import decode_image
+from classifier.preprocessing import ALLOWED_EXTENSIONS, decode_image
 from training.exceptions import DatasetReadError, NotEnoughDataError
 
-IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp"})
+# Operating-system litter (".DS_Store", "._photo.jpg", "__MACOSX/") is passed over silently;
+# every other file that is not a usable image is listed among the run's skipped files.
+_LITTER_DIRS = frozenset({"__MACOSX"})
 # Futures in flight per decode worker: enough to keep fetch and decode overlapped, few enough
 # that decoded-but-unwritten images never hold more than a few MB however large N is.
 IN_FLIGHT_PER_WORKER = 4
@@ -104,11 +106,15 @@ class DatasetStats:
 
 
 def image_folder_items(root: str | Path) -> list[LabelledItem]:
-    """Items from ``root/<label>/*.<image ext>``, or a ``.zip`` of that layout.
+    """Items from ``root/<label>/<image>``, or a ``.zip`` of that layout.
 
     A zip may wrap the class folders in one top-level folder (what "compress folder" makes).
-    Files with other extensions and hidden files are ignored. Items are sorted by key so the
-    same folder always yields the same order (and so the same split for a seed).
+    Images are the files whose extension the classifier reads
+    (``classifier.preprocessing.ALLOWED_EXTENSIONS``). Every other file (another extension, a
+    file outside a category folder, one nested deeper) is an item whose loader raises
+    ``SkippedFileError`` with the reason, so ``build_cache`` lists it among the skipped images
+    and the run's warnings name it. Hidden files and ``__MACOSX`` are ignored. Items are sorted
+    by key so the same folder always yields the same order (and so the same split for a seed).
 
     Raises:
         DatasetReadError: ``root`` is missing, not a folder or zip, or the zip is corrupt.
@@ -124,23 +130,47 @@ def image_folder_items(root: str | Path) -> list[LabelledItem]:
     raise DatasetReadError(f"Dataset folder {path} does not exist: check the path.")
 
 
-def _is_image_name(name: str) -> bool:
-    p = PurePosixPath(name)
-    return p.suffix.lower() in IMAGE_EXTENSIONS and not any(
-        part.startswith(".") or part == "__MACOSX" for part in p.parts
-    )
+class SkippedFileError(DatasetReadError):
+    """A file in a training folder that cannot be a training image; the message says why."""
+
+
+def _is_litter(parts: Sequence[str]) -> bool:
+    return any(part.startswith(".") or part in _LITTER_DIRS for part in parts)
+
+
+def _item(key: str, parts: Sequence[str], load: Callable[[], bytes]) -> LabelledItem | None:
+    """The item for file ``key`` (path ``parts`` below the dataset root), or None for litter."""
+    if _is_litter(parts):
+        return None
+    if len(parts) != 2:
+        where = "directly in the dataset folder" if len(parts) < 2 else "nested in a subfolder"
+        return LabelledItem(key, "", _refuse(
+            f"not in a category folder ({where}); images go in <folder>/<category>/<image>."))
+    suffix = PurePosixPath(parts[1]).suffix.lower()
+    if suffix not in ALLOWED_EXTENSIONS:
+        kind = f"a {suffix} file" if suffix else "a file without an extension"
+        return LabelledItem(key, parts[0], _refuse(
+            f"{kind}, not an image type the classifier reads "
+            f"({', '.join(sorted(ALLOWED_EXTENSIONS))})."))
+    return LabelledItem(key, parts[0], load)
+
+
+def _refuse(reason: str) -> Callable[[], bytes]:
+    def load() -> bytes:
+        raise SkippedFileError(reason)
+    return load
 
 
 def _folder_items(root: Path) -> list[LabelledItem]:
     try:
-        files = [p for d in root.iterdir() if d.is_dir() and not d.name.startswith(".")
-                 for p in d.iterdir() if p.is_file() and _is_image_name(p.name)]
+        files = [p for p in root.rglob("*") if p.is_file()]
     except OSError as exc:
         raise DatasetReadError(
             f"Cannot read dataset folder {root}: {exc}. Check permissions."
         ) from exc
-    items = [LabelledItem(str(p.relative_to(root)), p.parent.name, p.read_bytes) for p in files]
-    return sorted(items, key=lambda i: i.key)
+    items = (_item(p.relative_to(root).as_posix(), p.relative_to(root).parts, p.read_bytes)
+             for p in files)
+    return sorted((i for i in items if i is not None), key=lambda i: i.key)
 
 
 class _ZipReader:
@@ -160,16 +190,18 @@ class _ZipReader:
 def _zip_items(path: Path) -> list[LabelledItem]:
     try:
         reader = _ZipReader(path)
-        names = [n for n in reader._zip.namelist() if not n.endswith("/") and _is_image_name(n)]
+        names = [n for n in reader._zip.namelist() if not n.endswith("/")]
     except (OSError, zipfile.BadZipFile) as exc:
         raise DatasetReadError(f"Cannot read archive {path}: {exc}. Re-create the zip.") from exc
-    parts = [PurePosixPath(n).parts for n in names]
-    # "data.zip/flowers/roses/1.jpg": drop the single wrapping folder when every file has one.
-    tops = {p[0] for p in parts}
-    strip = 1 if len(tops) == 1 and all(len(p) == 3 for p in parts) else 0
-    items = [LabelledItem(n, p[strip], reader.loader(n))
-             for n, p in zip(names, parts) if len(p) == strip + 2]
-    return sorted(items, key=lambda i: i.key)
+    parts = {n: PurePosixPath(n).parts for n in names if not _is_litter(PurePosixPath(n).parts)}
+    # "data.zip/flowers/roses/1.jpg": drop the single folder wrapping everything (one category
+    # alone cannot be trained on, so a lone top folder holding folders is a wrapper).
+    tops = {p[0] for p in parts.values()}
+    wrapped = all(len(p) >= 2 for p in parts.values()) and any(len(p) >= 3
+                                                               for p in parts.values())
+    strip = 1 if len(tops) == 1 and wrapped else 0
+    items = (_item(n, p[strip:], reader.loader(n)) for n, p in parts.items())
+    return sorted((i for i in items if i is not None), key=lambda i: i.key)
 
 
 def build_cache(items: Iterable[LabelledItem], *, size: tuple[int, int], cache_dir: str | Path,
@@ -238,11 +270,14 @@ def _decode_into(items: list[LabelledItem], images: np.ndarray, ok: np.ndarray, 
             try:
                 images[i] = fut.result()
                 ok[i] = True
+                continue
             # Loaders are caller code (Django storage, Appwrite SDK) with their own error
             # types: any failure skips that one image, the rest of the run goes on.
+            except SkippedFileError as exc:
+                reason = str(exc)
             except Exception as exc:  # noqa: BLE001
                 reason = f"{type(exc).__name__}: {exc}"
-                skipped.append(SkippedItem(items[i].key, items[i].label, reason))
+            skipped.append(SkippedItem(items[i].key, items[i].label, reason))
 
     pending: dict[cf.Future, int] = {}
     with cf.ThreadPoolExecutor(max_workers=max(1, workers)) as pool:

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import functools
 
 from django.db.models import QuerySet
 
 from catalog.models import CategorySource, Product
+from catalog.storage import read_image_bytes
+from classifier.preprocessing import source_size
 from training.dataset import LabelledItem
 from training.models import TrainingRun, TrainingStatus
 
@@ -22,36 +24,23 @@ def product_list_for_training() -> QuerySet[Product]:
             .exclude(image="").select_related("category").order_by("pk"))
 
 
-def catalog_training_items(*, image_side: int | None = None) -> list[LabelledItem]:
+def catalog_training_items(*, image_size: tuple[int, int]) -> list[LabelledItem]:
     """The catalog's person-labelled products as ``LabelledItem`` (label = category slug).
 
     Args:
-        image_side: the model's input side; lets the storage fetch a smaller preview when it
-            supports one (the classifier's own fetch path does the same, so pixels match).
+        image_size: the model's input ``(height, width)``. Images are fetched exactly as the
+            classifier fetches them (a server-side preview of ``source_size(image_size)`` when
+            the storage offers one), so training and inference see the same pixels.
 
     Returns:
         One item per product, keyed ``product:<pk>:<sku>``; images are read lazily, in the
         pipeline's thread pool.
     """
+    preview_width = source_size(image_size)[1]
     return [LabelledItem(f"product:{p.pk}:{p.sku}", p.category.slug,
-                         _image_loader(p.image.name, p.image.storage, image_side))
+                         functools.partial(read_image_bytes, p.image.name,
+                                           preview_width=preview_width))
             for p in product_list_for_training()]
-
-
-def _image_loader(name: str, storage, image_side: int | None) -> Callable[[], bytes]:
-    try:  # The storage helper's fetch path (Appwrite previews, retries) when it is installed.
-        from catalog.storage import read_image_bytes
-    except ImportError:
-        read_image_bytes = None
-
-    def load() -> bytes:
-        if read_image_bytes is not None:
-            return read_image_bytes(name, for_size=image_side)
-        # A fresh handle per call: loaders run concurrently in the pipeline's threads.
-        with storage.open(name, "rb") as handle:
-            return handle.read()
-
-    return load
 
 
 def training_runs_unfinished() -> QuerySet:

@@ -4,9 +4,9 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-import catalog.storage
 from catalog.api.uploads import image_upload_bytes
 from catalog.models import Category, Product
+from catalog.storage import image_url, thumbnail_url
 
 # Thumbnail edge in pixels for product lists: a 2x-density grid cell of 160 CSS pixels.
 LIST_THUMBNAIL_SIZE = 320
@@ -33,15 +33,12 @@ def _absolute(request, url: str | None) -> str | None:
 def image_urls(file, request) -> tuple[str | None, str | None]:
     """The image's URL and a thumbnail URL, absolute, or ``(None, None)`` without an image.
 
-    The storage module's URL builders are used when present (Appwrite previews, a CDN); plain
-    storage URLs are the fallback, with the full image standing in for the thumbnail.
+    Appwrite-aware (``catalog.storage``): a public bucket's ``/view`` and ``/preview``, the
+    site's media proxy for a private one, the media URL (thumbnail = the image) for local files.
     """
     if not file:
         return None, None
-    image_url = getattr(catalog.storage, "image_url", None)
-    thumbnail_url = getattr(catalog.storage, "thumbnail_url", None)
-    full = image_url(file) if image_url else file.url
-    thumb = thumbnail_url(file, size=LIST_THUMBNAIL_SIZE) if thumbnail_url else full
+    full, thumb = image_url(file), thumbnail_url(file, size=LIST_THUMBNAIL_SIZE)
     return _absolute(request, full), _absolute(request, thumb)
 
 

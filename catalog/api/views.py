@@ -1,8 +1,5 @@
 """Storefront API views: categories and products (reads for anyone, writes for staff)."""
 
-import logging
-
-from django.conf import settings
 from django_filters.rest_framework import DjangoFilterBackend
 from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_view
 from rest_framework import mixins, serializers, status, viewsets
@@ -16,11 +13,8 @@ from catalog.api.caching import ConditionalGetMixin
 from catalog.api.filters import ProductFilter, StableOrderingFilter
 from catalog.api.permissions import StorefrontPermissions, staff_with
 from catalog.api.routing import ID_PATTERN
-from catalog.models import Product
+from classifier import services as classifier_services
 from classifier.api.serializers import ClassificationJobSerializer
-from classifier.exceptions import ClassifierError
-
-logger = logging.getLogger(__name__)
 
 
 @extend_schema_view(
@@ -46,22 +40,6 @@ class CategoryViewSet(ConditionalGetMixin, viewsets.ReadOnlyModelViewSet):
         if self.action == "retrieve":
             return api.CategoryDetailSerializer
         return api.CategoryListSerializer
-
-
-def _request_classification(product: Product) -> None:
-    """Classify a product's new image after commit, when automatic classification is on.
-
-    A classifier problem (no active model, say) never undoes the product change: the product
-    stays unclassified and staff can classify it later.
-    """
-    if not settings.CLASSIFIER["AUTO_CLASSIFY"]:
-        return
-    from classifier import services as classifier_services
-
-    try:
-        classifier_services.product_classify_on_commit(product=product)
-    except ClassifierError as exc:
-        logger.warning("Product %s (%s) not classified: %s", product.pk, product.sku, exc)
 
 
 @extend_schema_view(
@@ -123,9 +101,8 @@ class ProductViewSet(
     def create(self, request, *args, **kwargs):
         serializer = api.ProductWriteSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
+        # A new image is classified automatically (classifier/signals.py), after commit.
         product = services.product_create(**serializer.validated_data)
-        if product.image:
-            _request_classification(product)
         return self._staff_detail(product, status.HTTP_201_CREATED)
 
     def update(self, request, *args, **kwargs):
@@ -137,8 +114,6 @@ class ProductViewSet(
         data = dict(serializer.validated_data)
         extra = {key: data.pop(key) for key in ("category", "image") if key in data}
         product = services.product_update(product=product, data=data, **extra)
-        if extra.get("image"):
-            _request_classification(product)
         return self._staff_detail(product, status.HTTP_200_OK)
 
     def _staff_detail(self, product, code):
@@ -156,8 +131,6 @@ class ProductViewSet(
             permission_classes=[staff_with("classifier.add_classificationjob")])
     def classify(self, request, pk=None):
         """Start a background classification of this product's image; poll the returned job."""
-        from classifier import services as classifier_services
-
         product = self.get_object()
         if not product.image:
             raise serializers.ValidationError({"image": "This product has no image; upload one."})

@@ -13,6 +13,7 @@ from django.db.models import QuerySet
 
 from catalog.exports.records import export_record_log
 from catalog.models import ExportKind, Product
+from catalog.storage import image_url
 
 FORMATS = ("csv", "jsonl")
 # Rows fetched per database round trip: big enough to amortise the query, small enough that a
@@ -56,24 +57,9 @@ def product_list_for_export(*, queryset: QuerySet | None = None, published_only:
     return qs
 
 
-def image_url(file) -> str:
-    """Public URL of a product image ("" without one).
-
-    Uses ``catalog.storage.image_url`` (absolute, Appwrite-aware) once that exists; until then the
-    storage's own ``url``.
-    """
-    if not file:
-        return ""
-    try:
-        from catalog.storage import image_url as storage_image_url
-    except ImportError:
-        return file.url
-    return storage_image_url(file)
-
-
 def product_export_row(product: Product, *, base_url: str = "") -> dict[str, Any]:
     """One product as a flat dict of ``COLUMNS`` (``top_k`` stays a list; CSV encodes it)."""
-    url = image_url(product.image)
+    url = image_url(product.image)  # "" without an image; Appwrite-aware
     if url.startswith("/") and base_url:
         url = base_url.rstrip("/") + url  # local storage gives site-relative URLs
     category, predicted = product.category, product.predicted_category

@@ -1,5 +1,6 @@
 """API views: classify an image now, classification jobs, model versions."""
 
+from django.conf import settings
 from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_view
 from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
@@ -19,7 +20,12 @@ from classifier.models import ClassificationJob, ModelVersion
 
 
 class ClassifyAnonThrottle(AnonRateThrottle):
-    """Anonymous classify calls per client IP; the rate is the ``CLASSIFY_ANON_RATE`` setting."""
+    """Anonymous classify calls per client IP; the rate is the ``CLASSIFY_ANON_RATE`` setting.
+
+    Counted in the shared cache (Redis, or the database), so the limit holds across processes
+    and machines; the client IP is REMOTE_ADDR unless ``DJANGO_TRUSTED_PROXY_COUNT`` proxies
+    in front add X-Forwarded-For (DRF's ``NUM_PROXIES``).
+    """
 
     scope = "classify_anon"
 
@@ -30,7 +36,9 @@ class ClassifyView(APIView):
     Send a multipart ``image`` (at most ``API_MAX_UPLOAD_BYTES``, else 413) or the
     ``image_name`` of a stored product image. The answer lists the ``top_k`` categories with
     probabilities. A file that is not a usable image gives 400; 503 means no model is active
-    yet (train or activate one). Anonymous callers are rate-limited (429).
+    yet (train or activate one). Anonymous callers are rate-limited (429), and their image may
+    decode to at most ``CLASSIFY_ANON_MAX_PIXELS`` pixels (JPEGs are decoded at a reduced
+    scale first, so big photos pass; a huge PNG gets 400).
     """
 
     permission_classes = [AllowAny]
@@ -52,7 +60,8 @@ class ClassifyView(APIView):
         payload.is_valid(raise_exception=True)
         image, name = payload.validated_data.get("image"), payload.validated_data.get("image_name")
         data = image_upload_bytes(image, check_content=False) if image else stored_image_bytes(name)
-        result = classifier_services.predict_images([data])[0]
+        limit = None if request.user.is_authenticated else settings.CLASSIFY_ANON_MAX_PIXELS
+        result = classifier_services.predict_images([data], max_decode_pixels=limit)[0]
         if isinstance(result, ClassifierError):
             raise result
         active = selectors.model_version_get_active()

@@ -1,12 +1,12 @@
 """Classifier writes and workflows; import services from here (``classifier.services``)."""
 
+from classifier.services.classify import classify_products
 from classifier.services.jobs import (
-    classification_chunk_failed,
     classification_chunk_run,
+    classification_job_note,
     classification_job_run_sync,
     classification_job_start,
     classification_jobs_resume_stalled,
-    classify_products,
 )
 from classifier.services.model_versions import model_version_activate
 from classifier.services.predict import predict_images, product_classify_on_commit
@@ -18,9 +18,9 @@ from classifier.services.review import (
 )
 
 __all__ = [
-    "classification_chunk_failed",
     "classification_chunk_run",
     "classification_job_run_sync",
+    "classification_job_note",
     "classification_job_start",
     "classification_jobs_resume_stalled",
     "classify_products",

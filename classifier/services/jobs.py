@@ -3,35 +3,26 @@
 from __future__ import annotations
 
 import logging
-import os
-import threading
 import time
 from collections.abc import Callable, Iterable
-from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import timedelta
 
-import numpy as np
 from django.conf import settings
 from django.db import transaction
 from django.db.models import F, QuerySet
 from django.utils import timezone
 
 from catalog.models import Product
-from classifier.exceptions import ClassifierError
-from classifier.fetch import fetch_image_bytes
-from classifier.inference import top_k
+from classifier.exceptions import ClassifierError, ModelContractError, NoActiveModelError
 from classifier.models import ClassificationJob, JobStatus, PredictionRecord
-from classifier.preprocessing import DRAFT_OVERSAMPLE, decode_image
 from classifier.runtime import LoadedModel, active_model_key, get_active_model
+from classifier.services.classify import classify_products, exception_text
 from classifier.services.results import ItemResult, results_apply
 
 logger = logging.getLogger(__name__)
 
 CHUNK_TASK = "classifier.tasks.classification_chunk_run"
 CHUNK_HOOK = "classifier.tasks.classification_chunk_hook"
-
-# Decoding threads per chunk: one per core (see classify_products).
-DECODE_WORKERS = os.cpu_count() or 2
 
 # A job whose last progress is older than the broker's retry plus this margin counts as stalled:
 # the ORM broker re-delivers a dead worker's chunk after ``retry`` seconds, so it gets its chance
@@ -45,6 +36,15 @@ MAX_RESUMES = 3
 
 # Ids per existence query: under SQLite's smallest bound-parameter limit (999).
 ID_BATCH = 900
+
+# A chunk that cannot load the model (storage down, a garbled download failing its checksum)
+# tries this often, waiting base * 2**attempt between tries (2 s, 4 s: a blip passes, and the
+# whole wait stays far below the task timeout), then leaves its products to the stalled-job
+# resume, which retries them later and fails them with the reason after MAX_RESUMES.
+MODEL_LOAD_ATTEMPTS = 3
+MODEL_LOAD_BACKOFF_SECONDS = 2.0
+# Errors no retry can fix: the products of the chunk are failed at once, with the message.
+PERMANENT_MODEL_ERRORS = (NoActiveModelError, ModelContractError)
 
 
 def classification_job_start(
@@ -92,12 +92,15 @@ def classification_chunk_run(*, job_id: int, product_ids: list[int]) -> dict:
     inference runs and all results are written in one transaction holding the job row's lock,
     which re-checks what is recorded so counts stay exact even if two runs race.
 
-    Returns:
-        ``{"done": n, "failed": n, "skipped": n}`` for this run.
+    Whatever goes wrong with one product (fetch, decode, prediction) fails that product with the
+    reason. A model that cannot be loaded is retried (``MODEL_LOAD_ATTEMPTS``); if it still
+    fails, the reason is noted on the job and its products are left for the stalled-job resume
+    (``classification_jobs_resume_stalled``), which fails them with the reason in the end. A
+    model that can never work here (none active, a broken contract) fails the products at once.
 
-    Raises:
-        NoActiveModelError, ModelLoadError, ModelContractError: The whole chunk cannot run; the
-            task fails and its hook records the reason on the job.
+    Returns:
+        ``{"done": n, "failed": n, "skipped": n}`` for this run, plus ``"deferred": n`` when
+        the model could not be loaded.
     """
     started = time.perf_counter()
     ClassificationJob.objects.filter(pk=job_id, started_at__isnull=True).update(
@@ -113,75 +116,77 @@ def classification_chunk_run(*, job_id: int, product_ids: list[int]) -> dict:
     if not products:
         _finish_if_complete(job_id)
         return {"done": 0, "failed": 0, "skipped": len(recorded)}
-    model = get_active_model()
+    try:
+        model = _chunk_model(job_id)
+    except PERMANENT_MODEL_ERRORS as exc:
+        results = [ItemResult(product_id=p.pk, error=exc.message) for p in products]
+        done, failed = _record(job_id, product_ids, products, results, model_version_id=None)
+        return {"done": done, "failed": failed, "skipped": len(recorded)}
+    if model is None:
+        return {"done": 0, "failed": 0, "skipped": len(recorded), "deferred": len(products)}
     results, timings = classify_products(products, model)
-    with transaction.atomic():
-        ClassificationJob.objects.select_for_update().filter(pk=job_id).first()
-        recorded_now = _recorded(job_id, product_ids)
-        results = [r for r in results if r.product_id not in recorded_now]
-        done, failed = results_apply(results=results, model_version_id=model.version_id,
-                                     job_id=job_id)
-        vanished = len(set(product_ids) - recorded_now - {p.pk for p in products})
-        ClassificationJob.objects.filter(pk=job_id).update(
-            done_count=F("done_count") + done, failed_count=F("failed_count") + failed,
-            total=F("total") - vanished, last_progress_at=timezone.now(),
-        )
-        _finish_if_complete(job_id)
+    done, failed = _record(job_id, product_ids, products, results,
+                           model_version_id=model.version_id)
     logger.info("Job %s chunk: %s done, %s failed, %s skipped; fetch+decode %.2fs, infer "
                 "%.2fs, total %.2fs", job_id, done, failed, len(recorded), timings["decode"],
                 timings["infer"], time.perf_counter() - started)
     return {"done": done, "failed": failed, "skipped": len(recorded)}
 
 
-def classify_products(
-    products: list[Product], model: LoadedModel,
-) -> tuple[list[ItemResult], dict[str, float]]:
-    """Fetch, decode and classify products with one batched invoke; nothing is written.
+def _record(job_id: int, product_ids: list[int], products: list[Product],
+            results: list[ItemResult], *, model_version_id: int | None) -> tuple[int, int]:
+    """Write a chunk's results under the job lock, skipping what a racing run recorded first."""
+    with transaction.atomic():
+        job = ClassificationJob.objects.select_for_update().filter(pk=job_id).first()
+        recorded_now = _recorded(job_id, product_ids)
+        results = [r for r in results if r.product_id not in recorded_now]
+        done, failed = results_apply(results=results, job_id=job_id,
+                                     model_version_id=model_version_id or job.model_version_id)
+        vanished = len(set(product_ids) - recorded_now - {p.pk for p in products})
+        ClassificationJob.objects.filter(pk=job_id).update(
+            done_count=F("done_count") + done, failed_count=F("failed_count") + failed,
+            total=F("total") - vanished, last_progress_at=timezone.now(),
+        )
+        _finish_if_complete(job_id)
+    return done, failed
 
-    Returns:
-        One ``ItemResult`` per product (in order) and per-phase timings in seconds.
+
+def _chunk_model(job_id: int) -> LoadedModel | None:
+    """The active model, tried ``MODEL_LOAD_ATTEMPTS`` times; ``None`` (noted on the job) when
+    it still cannot be loaded.
+
+    Raises:
+        NoActiveModelError, ModelContractError: no retry can help.
     """
-    size = model.contract.size
-    start = time.perf_counter()
-    # Two pools: fetching waits on storage (many threads hide latency), decoding is CPU work
-    # (one thread per core; Pillow releases the GIL while decoding, more threads only fight
-    # over it). Each decode waits for its own fetch, so decoding starts with the first bytes.
-    # Fetched-but-undecoded files are bounded, so a chunk of 12 MP photos never holds all its
-    # originals in memory at once.
-    fetch_workers = settings.CLASSIFIER["FETCH_WORKERS"]
-    read_ahead = _ReadAhead(limit=2 * fetch_workers + DECODE_WORKERS)
-    with ThreadPoolExecutor(max_workers=fetch_workers) as fetchers, \
-            ThreadPoolExecutor(max_workers=DECODE_WORKERS) as decoders:
-        decoding = [
-            decoders.submit(_decode, fetchers.submit(_fetch, product, size, read_ahead, index),
-                            product, size, read_ahead)
-            for index, product in enumerate(products)
-        ]
-        loaded = [future.result() for future in decoding]
-    decoded = time.perf_counter()
-    good = [i for i, item in enumerate(loaded) if not isinstance(item, ClassifierError)]
-    batch = np.stack([loaded[i] for i in good]) if good else np.zeros((0, *size, 3), np.uint8)
-    probs, embeddings = model.classifier.predict(batch)
-    predictions = dict(zip(good, top_k(probs, model.labels, k=settings.CLASSIFIER["TOP_K"],
-                                       embeddings=embeddings), strict=True))
-    results = [
-        ItemResult(product_id=p.pk, prediction=predictions[i]) if i in predictions
-        else ItemResult(product_id=p.pk, error=loaded[i].message)
-        for i, p in enumerate(products)
-    ]
-    timings = {"decode": decoded - start, "infer": time.perf_counter() - decoded}
-    return results, timings
+    for attempt in range(MODEL_LOAD_ATTEMPTS):
+        try:
+            return get_active_model()
+        except PERMANENT_MODEL_ERRORS:
+            raise
+        except Exception as exc:  # noqa: BLE001 - storage and LiteRT raise many types
+            reason = exc.message if isinstance(exc, ClassifierError) else exception_text(exc)
+            if attempt + 1 < MODEL_LOAD_ATTEMPTS:
+                delay = MODEL_LOAD_BACKOFF_SECONDS * 2**attempt
+                logger.warning("Job %s: loading the model failed (%s); retry in %.0fs", job_id,
+                               reason, delay)
+                time.sleep(delay)
+    classification_job_note(job_id=job_id, error=(
+        f"A chunk could not load the model after {MODEL_LOAD_ATTEMPTS} attempts: {reason} "
+        "Its products will be retried by the stalled-job resume."))
+    return None
 
 
-def classification_chunk_failed(*, job_id: int, error: str) -> None:
-    """Record that a chunk task failed as a whole (no model, a crash): the job fails with why."""
+def classification_job_note(*, job_id: int, error: str) -> None:
+    """Note why a chunk could not run on its job (shown in the admin); the job goes on.
+
+    Used when a chunk task fails as a whole (its hook) or defers its products: the stalled-job
+    resume retries the products later and, after ``MAX_RESUMES``, fails them with this reason.
+    """
     with transaction.atomic():
         job = ClassificationJob.objects.select_for_update().get(pk=job_id)
         job.error = (f"{job.error}\n{error}" if job.error else error)[-5000:]
-        job.status = JobStatus.FAILED
-        job.finished_at = job.finished_at or timezone.now()
-        job.save(update_fields=["error", "status", "finished_at"])
-    logger.error("Classification job %s: a chunk failed: %s", job_id, error)
+        job.save(update_fields=["error"])
+    logger.error("Classification job %s: a chunk could not run: %s", job_id, error)
 
 
 def classification_job_run_sync(
@@ -248,9 +253,7 @@ def _job_resume(job_id: int, cutoff) -> int:
             _finish_if_complete(job_id)
             return 0
         if job.resume_count >= MAX_RESUMES:
-            classification_chunk_failed(
-                job_id=job_id, error=f"Stalled: {len(missing)} products still unclassified "
-                f"after {job.resume_count} resumes (a chunk keeps killing its worker?)")
+            _job_give_up(job, missing)
             return 0
         chunks = _chunks(missing, settings.CLASSIFIER["CHUNK_SIZE"])
         # Progress stamp now: the next scheduled check waits a full window for these chunks.
@@ -263,58 +266,21 @@ def _job_resume(job_id: int, cutoff) -> int:
     return len(chunks)
 
 
-class _ReadAhead:
-    """Lets fetch number ``i`` start only once ``i - limit`` images are decoded.
-
-    A ticket gate rather than a semaphore: every image below the lowest undecoded one is
-    decoded, so that image's fetch can always start and the pipeline cannot deadlock, whatever
-    order waiting threads wake in.
-    """
-
-    def __init__(self, *, limit: int):
-        self._limit = limit
-        self._decoded = 0
-        self._changed = threading.Condition()
-
-    def wait_turn(self, index: int) -> None:
-        with self._changed:
-            self._changed.wait_for(lambda: index < self._decoded + self._limit)
-
-    def done(self) -> None:
-        with self._changed:
-            self._decoded += 1
-            self._changed.notify_all()
-
-
-def _fetch(product: Product, size: tuple[int, int], read_ahead: _ReadAhead, index: int
-           ) -> bytes | ClassifierError:
-    read_ahead.wait_turn(index)
-    try:
-        return fetch_image_bytes(product, for_size=int(DRAFT_OVERSAMPLE * max(size)))
-    except ClassifierError as exc:
-        _log_item_failure(product, None, exc)
-        return exc
-
-
-def _decode(fetched: Future, product: Product, size: tuple[int, int],
-            read_ahead: _ReadAhead) -> np.ndarray | ClassifierError:
-    """One product's pixels, or the error that product hit (logged with context)."""
-    try:
-        data = fetched.result()
-        if isinstance(data, ClassifierError):
-            return data
-        return decode_image(data, size=size)
-    except ClassifierError as exc:
-        _log_item_failure(product, len(data), exc)
-        return exc
-    finally:
-        read_ahead.done()
-
-
-def _log_item_failure(product: Product, nbytes: int | None, exc: ClassifierError) -> None:
-    logger.warning("Product %s (sku %s, image %r, %s bytes) not classified: %s", product.pk,
-                   product.sku, product.image.name, "?" if nbytes is None else nbytes,
-                   exc.message)
+def _job_give_up(job: ClassificationJob, missing: list[int]) -> None:
+    """Fail a job that stalled ``MAX_RESUMES`` times: each unrecorded product gets a failed
+    record with the last reason the job noted, so none is left without one."""
+    last = job.error.strip().splitlines()[-1] if job.error.strip() else "no chunk reported why"
+    reason = (f"Not classified: the job stalled after {job.resume_count} resumes. Last "
+              f"reason: {last}")
+    products = list(Product.objects.filter(pk__in=missing))
+    _record(job.pk, missing, products, [ItemResult(product_id=p.pk, error=reason)
+                                        for p in products], model_version_id=None)
+    ClassificationJob.objects.filter(pk=job.pk).update(
+        status=JobStatus.FAILED, finished_at=timezone.now(),
+        error=(f"{job.error}\nStalled: {len(missing)} products failed after "
+               f"{job.resume_count} resumes.").strip()[-5000:])
+    logger.error("Classification job %s failed: %s products still unclassified after %s "
+                 "resumes", job.pk, len(missing), job.resume_count)
 
 
 def _recorded(job_id: int, product_ids: list[int]) -> set[int]:

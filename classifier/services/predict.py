@@ -14,39 +14,35 @@ from classifier.runtime import get_active_model
 
 logger = logging.getLogger(__name__)
 
-_REQUESTED_FOR = "_classifier_requested_image_name"
 
-
-def predict_images(images: list[bytes]) -> list[Prediction | ClassifierError]:
+def predict_images(images: list[bytes], *, max_decode_pixels: int | None = None
+                   ) -> list[Prediction | ClassifierError]:
     """Classify encoded images with the active model, in one batched invoke.
 
     For the API's "classify these images" endpoint: nothing is stored. A bad image yields its
-    error in its slot; the others are classified.
+    error in its slot; the others are classified. ``max_decode_pixels`` bounds what one image
+    may decode to (``decode_image``), so an untrusted caller cannot make one request cost
+    hundreds of MB.
 
     Raises:
         NoActiveModelError: No model version is active.
         ModelLoadError, ModelContractError: The active model cannot be used.
     """
     model = get_active_model()
-    return model.classifier.predict_bytes(list(images), k=settings.CLASSIFIER["TOP_K"])
+    return model.classifier.predict_bytes(list(images), k=settings.CLASSIFIER["TOP_K"],
+                                          max_decode_pixels=max_decode_pixels)
 
 
 def product_classify_on_commit(*, product) -> None:
     """Classify a product's new or changed image once the current transaction commits.
 
-    Called by the Product ``post_save`` signal (``classifier/signals.py``) so admin, API,
-    webhook and import paths all get it; callers that save with ``QuerySet.update`` must call
-    it themselves. Calling it again for the same instance and image is a no-op, so explicit
-    calls after a ``save()`` are harmless. Does nothing when ``CLASSIFIER["AUTO_CLASSIFY"]``
-    is off or the product has no image; with no active model it logs and skips.
+    Auto-classification's service, called from one place: the Product ``post_save`` receiver
+    (``classifier/signals.py``), so admin, API, webhook and import saves all get it and none
+    asks twice. Does nothing when ``CLASSIFIER["AUTO_CLASSIFY"]`` is off or the product has no
+    image; with no active model it logs and skips.
     """
     if not settings.CLASSIFIER["AUTO_CLASSIFY"] or not product.image:
         return
-    # The signal and an explicit call after the same save (API, webhook and import code call
-    # this too) must not enqueue the same image twice.
-    if getattr(product, _REQUESTED_FOR, None) == product.image.name:
-        return
-    setattr(product, _REQUESTED_FOR, product.image.name)
     product_id, sku = product.pk, product.sku
     transaction.on_commit(lambda: _start_auto_job(product_id, sku))
 

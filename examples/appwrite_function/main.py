@@ -32,9 +32,6 @@ HERE = Path(__file__).resolve().parent
 TOP_K = int(os.environ.get("TOP_K", "3"))
 # Refuse images above this many pixels before decoding them (decompression bombs).
 MAX_IMAGE_PIXELS = 50_000_000
-# JPEGs are decoded at the smallest DCT scale still >= this x the model input (faster, and the
-# same pixels Catalog Classifier's own preprocessing produces).
-DRAFT_OVERSAMPLE = 2
 _EXIF_ORIENTATION = 0x0112
 
 _bundle = None  # loaded once per warm container
@@ -48,6 +45,12 @@ class Bundle:
         self.metadata = metadata
         contract = metadata.get("input_contract", {})
         self.height, self.width = metadata["input_size"]
+        if "source_size" not in metadata:
+            raise ValueError("The model bundle has no source_size (exported before bundle "
+                             "format 2): export it again from Catalog Classifier.")
+        # JPEGs are decoded at the smallest DCT scale still >= this size: faster, and the same
+        # pixels Catalog Classifier's own preprocessing produces.
+        self.source_height, self.source_width = metadata["source_size"]
         self.value_range = metadata.get("value_range", [0.0, 255.0])
         self.mean, self.std = contract.get("mean"), contract.get("std")
         self.output = metadata.get("output", "logits")
@@ -95,10 +98,10 @@ def preprocess(data: bytes, bundle: Bundle) -> np.ndarray:
     if img.size[0] * img.size[1] > MAX_IMAGE_PIXELS:
         raise ValueError(f"Image is {img.size[0]}x{img.size[1]} pixels; too large to classify.")
     if img.format in ("JPEG", "MPO"):
-        height, width = bundle.height, bundle.width
+        height, width = bundle.source_height, bundle.source_width
         if img.getexif().get(_EXIF_ORIENTATION, 1) in (5, 6, 7, 8):
             height, width = width, height  # the decoder works before EXIF rotation
-        img.draft("RGB", (width * DRAFT_OVERSAMPLE, height * DRAFT_OVERSAMPLE))
+        img.draft("RGB", (width, height))
     if getattr(img, "is_animated", False):
         img.seek(0)
     img = ImageOps.exif_transpose(img)

@@ -1,17 +1,15 @@
 """Fixtures for the API tests: users per role, a small catalog, the tiny active model."""
 
-import hashlib
 
 import pytest
 from django.contrib.auth.models import Permission
-from django.core.cache import cache
 from django.core.files.base import ContentFile
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
 from catalog.models import Category, Product
 from classifier.models import ModelVersion
-from classifier.services import model_version_activate
+from tests.support.model_versions import stored_model_version
 from tests.support.tiny_model import make_tiny_tflite, solid_color_jpeg, tiny_contract
 
 # Every permission the staff role holds in these tests: the API's write and read rights.
@@ -21,11 +19,6 @@ STAFF_PERMISSIONS = [
     "classifier.view_modelversion", "classifier.change_modelversion",
     "training.add_trainingrun", "training.view_trainingrun",
 ]
-
-
-@pytest.fixture(autouse=True)
-def _fresh_throttles():
-    cache.clear()  # throttle counters live in the cache; each test starts with none used
 
 
 def _client_for(user) -> APIClient:
@@ -87,11 +80,5 @@ def catalog(db) -> dict:
 @pytest.fixture
 def active_model(db) -> ModelVersion:
     """The tiny red/green/blue classifier, stored and active."""
-    content = make_tiny_tflite()
-    # The serving runtime verifies the file against this checksum before loading it.
-    version = ModelVersion(number=1, labels=["red", "green", "blue"], architecture="tiny",
-                           input_contract=tiny_contract().to_dict(),
-                           checksum=hashlib.sha256(content).hexdigest())
-    version.file.save("tiny.tflite", ContentFile(content), save=False)
-    version.save()
-    return model_version_activate(model_version=version)
+    return stored_model_version(make_tiny_tflite(), labels=["red", "green", "blue"], number=1,
+                                contract=tiny_contract())

@@ -1,5 +1,7 @@
 """Staff endpoints: classification jobs for a filter, model versions, training runs."""
 
+import pytest
+
 from classifier.models import ClassificationJob, ModelVersion
 from training.models import TrainingRun
 
@@ -69,6 +71,37 @@ def test_training_run_with_bad_options_is_a_400_with_the_reason(clients):
     assert response.status_code == 400
     assert "epochz" in response.json()["detail"]
     assert not TrainingRun.objects.exists()
+
+
+@pytest.mark.parametrize("path", ["/root", "/etc/passwd", "/no/such/folder", "../../etc",
+                                  "data/../../outside"])
+def test_training_folder_outside_the_roots_is_a_400_that_does_not_say_what_exists(
+        clients, settings, tmp_path, path):
+    settings.TRAINING_DATA_ROOTS = [tmp_path / "training-data"]
+    (tmp_path / "training-data" / "data").mkdir(parents=True)
+    (tmp_path / "outside").mkdir()
+    response = clients["staff"].post("/api/v1/training-runs/",
+                                     {"source": "folder", "source_path": path}, format="json")
+    assert response.status_code == 400
+    assert response.json()["detail"] == (
+        f"The training folder must be inside a training data folder ({tmp_path}/training-data)."
+        " Put the images (<folder>/<category>/<image>, or a zip of it) there and give its path,"
+        " or add its folder to TRAINING_DATA_ROOTS.")
+    assert not TrainingRun.objects.exists()
+
+
+def test_training_folder_inside_a_root_is_accepted_by_its_relative_path(clients, settings,
+                                                                        tmp_path):
+    settings.TRAINING_DATA_ROOTS = [tmp_path]
+    (tmp_path / "flowers" / "roses").mkdir(parents=True)
+    response = clients["staff"].post("/api/v1/training-runs/",
+                                     {"source": "folder", "source_path": "flowers"},
+                                     format="json")
+    assert response.status_code == 202, response.content
+    assert TrainingRun.objects.get().source_path == str(tmp_path / "flowers")
+    missing = clients["staff"].post("/api/v1/training-runs/",
+                                    {"source": "folder", "source_path": "tulips"}, format="json")
+    assert missing.status_code == 400 and "was not found" in missing.json()["detail"]
 
 
 def test_training_from_folder_needs_a_path(clients):

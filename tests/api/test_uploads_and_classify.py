@@ -1,10 +1,12 @@
 """Uploads are checked (400 for bad images, 413 over the limit) and /classify/ answers top-k."""
 
+import io
 from pathlib import Path
 
 import pytest
 from django.conf import settings
 from django.core.files.uploadedfile import SimpleUploadedFile
+from PIL import Image
 
 from catalog.models import Product
 
@@ -113,6 +115,52 @@ def test_anonymous_classify_is_throttled_at_the_configured_rate(clients):
     assert codes[-1] == 429
     # Staff are not throttled by the anonymous rate.
     assert clients["staff"].post("/api/v1/classify/", {}, format="json").status_code == 400
+
+def _flat_png(width: int, height: int) -> SimpleUploadedFile:
+    buffer = io.BytesIO()
+    Image.new("RGB", (width, height), (200, 30, 30)).save(buffer, "PNG")
+    return SimpleUploadedFile("flat.png", buffer.getvalue(), content_type="image/png")
+
+
+def _big_photo(width: int, height: int) -> SimpleUploadedFile:
+    buffer = io.BytesIO()
+    Image.new("RGB", (width, height), (200, 30, 30)).save(buffer, "JPEG", quality=80)
+    return SimpleUploadedFile("photo.jpg", buffer.getvalue(), content_type="image/jpeg")
+
+
+def test_an_anonymous_image_that_would_decode_too_big_is_a_400_before_decoding(
+        clients, active_model, settings):
+    settings.CLASSIFY_ANON_MAX_PIXELS = 1_000_000
+    too_big = clients["anonymous"].post("/api/v1/classify/", {"image": _flat_png(1100, 1000)},
+                                        format="multipart")
+    assert too_big.status_code == 400 and too_big.json()["code"] == "invalid_image"
+    assert "may decode at most 1,000,000" in too_big.json()["detail"]
+    # Staff are held to the general limit only; a big JPEG decodes small (draft), so it passes.
+    staff = clients["staff"].post("/api/v1/classify/", {"image": _flat_png(1100, 1000)},
+                                  format="multipart")
+    photo = clients["anonymous"].post("/api/v1/classify/", {"image": _big_photo(3000, 2000)},
+                                      format="multipart")
+    assert (staff.status_code, photo.status_code) == (200, 200)
+    assert photo.json()["label"] == "red"
+
+
+def test_the_client_address_comes_from_trusted_proxies_only(clients, settings):
+    allowed = int(settings.REST_FRAMEWORK["DEFAULT_THROTTLE_RATES"]["classify_anon"].split("/")[0])
+
+    def calls(forwarded_for: str) -> list[int]:
+        return [clients["anonymous"].post("/api/v1/classify/", {}, format="json",
+                                          HTTP_X_FORWARDED_FOR=forwarded_for).status_code
+                for _ in range(allowed + 1)]
+
+    # No proxy configured (the default): X-Forwarded-For is ignored, REMOTE_ADDR is counted.
+    assert calls("198.51.100.1").count(429) == 1
+    assert calls("198.51.100.2")[0] == 429
+    # One trusted proxy: the address it appended is the client; each has its own budget.
+    settings.REST_FRAMEWORK = {**settings.REST_FRAMEWORK, "NUM_PROXIES": 1}
+    assert calls("6.6.6.6, 198.51.100.3").count(429) == 1
+    assert calls("7.7.7.7, 198.51.100.4").count(429) == 1
+    assert calls("8.8.8.8, 198.51.100.4")[0] == 429  # a forged first hop changes nothing
+
 
 def test_nul_characters_in_a_category_slug_or_search_are_a_400_or_ignored_never_a_500(clients):
     # Found by the schema fuzzer on PostgreSQL, which refuses NUL in any query parameter.

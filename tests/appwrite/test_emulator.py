@@ -362,6 +362,59 @@ def test_injected_delay_outlasts_a_client_timeout_then_serves_normally(storage,
     assert len(emu.requests_to(r"/download$")) == 2
 
 
+def test_injected_502_without_content_type_sends_no_content_type_header(storage,
+                                                                        appwrite_bucket):
+    bid = appwrite_bucket.bucket_id
+    created = upload(storage, bid, b"payload", "p.txt")
+    appwrite_bucket.emulator.inject("GET", r"/download$", status=502, json_body=False,
+                                    omit_content_type=True)
+
+    answer = raw(appwrite_bucket, "GET", f"/storage/buckets/{bid}/files/{created.id}/download")
+
+    assert answer.status_code == 502 and "Content-Type" not in answer.headers
+    # The bare SDK cannot read such an answer: it looks the header up unconditionally.
+    appwrite_bucket.emulator.inject("GET", r"/download$", status=502, omit_content_type=True)
+    with pytest.raises(KeyError):
+        storage.get_file_download(bid, created.id)
+
+
+def test_injected_body_answers_with_that_status_type_and_body(storage, appwrite_bucket):
+    bid = appwrite_bucket.bucket_id
+    created = upload(storage, bid, b"payload", "p.txt")
+    appwrite_bucket.emulator.inject("GET", rf"/files/{created.id}$", status=200,
+                                    body=b'{"$id": "cut sh', content_type="application/json")
+
+    answer = raw(appwrite_bucket, "GET", f"/storage/buckets/{bid}/files/{created.id}")
+
+    assert (answer.status_code, answer.content) == (200, b'{"$id": "cut sh')
+    assert answer.headers["Content-Type"] == "application/json"
+
+
+def test_injected_truncation_declares_the_full_length_and_hangs_up(storage, appwrite_bucket):
+    bid = appwrite_bucket.bucket_id
+    created = upload(storage, bid, b"0123456789" * 100, "p.bin")
+    appwrite_bucket.emulator.inject("GET", r"/download$", truncate=10)
+
+    with pytest.raises(requests.exceptions.ChunkedEncodingError):
+        raw(appwrite_bucket, "GET", f"/storage/buckets/{bid}/files/{created.id}/download")
+
+    assert storage.get_file_download(bid, created.id) == b"0123456789" * 100
+
+
+def test_injected_hold_parks_the_request_until_released(storage, appwrite_bucket):
+    bid = appwrite_bucket.bucket_id
+    created = upload(storage, bid, b"payload", "p.txt")
+    gate = threading.Event()
+    appwrite_bucket.emulator.inject("GET", r"/download$", hold=gate)
+    path = f"/storage/buckets/{bid}/files/{created.id}/download"
+
+    with pytest.raises(requests.exceptions.ReadTimeout):
+        raw(appwrite_bucket, "GET", path, timeout=0.3)  # parked: no answer while held
+    gate.set()
+
+    assert storage.get_file_download(bid, created.id) == b"payload"
+
+
 class _Receiver(BaseHTTPRequestHandler):
     received: ClassVar[list[tuple[dict[str, str], bytes]]] = []
 

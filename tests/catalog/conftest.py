@@ -1,4 +1,4 @@
-"""Fixtures for catalog tests: Django storage on the Appwrite emulator, a classify stand-in."""
+"""Fixtures for catalog tests: Django storage on the Appwrite emulator, an active model row."""
 
 import re
 
@@ -19,28 +19,23 @@ def appwrite_storage(settings, appwrite_bucket, monkeypatch):
 
 
 @pytest.fixture
-def classify_calls(monkeypatch):
-    """Records `product_classify_on_commit` / `classification_job_start` calls.
+def active_model(db):
+    """An active model version row: classification jobs can be created (nothing runs them here:
+    these tests are about which products get queued, not about inference)."""
+    from classifier.models import ModelVersion
+    from tests.support.tiny_model import tiny_contract
 
-    A stand-in while the classify helper's services are not on main (the catalog only calls
-    them by name); with the real ones merged it still isolates these tests from inference.
-    """
-    import classifier.services
+    return ModelVersion.objects.create(number=1, labels=["red"], architecture="tiny",
+                                       input_contract=tiny_contract().to_dict(),
+                                       checksum="0" * 64, is_active=True)
 
-    calls = []
-    monkeypatch.setattr(classifier.services, "product_classify_on_commit",
-                        lambda *, product: calls.append(("product", product.pk)), raising=False)
 
-    class Job:
-        pk = 1
+def queued_products(scope_prefix: str = "auto") -> list[list[int]]:
+    """Product ids of each classification job queued so far (auto-classification by default)."""
+    from classifier.models import ClassificationJob
 
-    def job_start(*, products, created_by=None, scope=""):
-        calls.append(("job", sorted(products), scope))
-        return Job()
-
-    monkeypatch.setattr(classifier.services, "classification_job_start", job_start,
-                        raising=False)
-    return calls
+    jobs = ClassificationJob.objects.filter(scope__startswith=scope_prefix).order_by("pk")
+    return [job.product_ids for job in jobs]
 
 
 class PublicReadEmulator(AppwriteEmulator):

@@ -8,6 +8,7 @@ from django.core.files.base import ContentFile
 from django.core.management import CommandError, call_command
 
 from catalog.models import Product
+from tests.catalog.conftest import queued_products
 
 RED = (Path(__file__).resolve().parents[1] / "fixtures" / "images" / "red.jpg").read_bytes()
 IMAGES, NON_IMAGES = 200, 7
@@ -60,13 +61,23 @@ def test_import_repairs_a_product_flagged_missing(filled_bucket):
     assert not Product.objects.get(pk=product.pk).image_missing
 
 
-def test_classify_queues_one_job_for_what_the_import_changed(filled_bucket, classify_calls):
+def test_classify_queues_one_job_for_what_the_import_changed(filled_bucket, active_model,
+                                                             settings):
+    settings.CLASSIFIER = {**settings.CLASSIFIER, "AUTO_CLASSIFY": False}
     out = _import("--classify")
-    ((kind, ids, scope),) = classify_calls
-    assert (kind, scope, len(ids)) == ("job", "import", IMAGES)
+    (ids,) = queued_products("import")
+    assert sorted(ids) == sorted(Product.objects.exclude(sku="own-1").values_list("pk", flat=True))
     assert "queued for 200 product(s)" in out
-    _import("--classify")
-    assert len(classify_calls) == 1  # nothing new the second time
+    assert "nothing new to classify" in _import("--classify")
+    assert len(queued_products("import")) == 1  # nothing new the second time
+
+
+def test_with_auto_classify_on_each_imported_product_is_queued_once_and_classify_adds_none(
+        filled_bucket, active_model, django_capture_on_commit_callbacks):
+    with django_capture_on_commit_callbacks(execute=True):
+        out = _import("--classify")
+    assert "as it changed" in out and queued_products("import") == []
+    assert len(queued_products()) == IMAGES  # one auto job per new image, none for "own-1"
 
 
 def test_import_of_another_bucket_is_refused_with_the_fix(filled_bucket):

@@ -23,13 +23,28 @@ def stored(appwrite_storage):
 
 @pytest.mark.parametrize("fault", [
     {"status": 503}, {"status": 500, "json_body": False}, {"status": 429, "retry_after": 0},
-    {"drop": True},
-], ids=["503", "500-html", "429", "dropped-connection"])
+    {"drop": True}, {"status": 502, "json_body": False, "omit_content_type": True},
+    {"truncate": 3},
+    {"status": 200, "body": b'{"message": "half', "content_type": "application/json"},
+], ids=["503", "500-html", "429", "dropped-connection", "502-no-content-type", "truncated",
+        "200-invalid-json"])
 def test_transient_faults_are_retried_until_the_read_succeeds(stored, fault):
     name, emu = stored
     emu.inject("GET", DOWNLOAD, times=2, **fault)
     assert default_storage.open(name).read() == b"payload"
     assert len(emu.requests_to(DOWNLOAD)) == 3
+
+
+@pytest.mark.parametrize("fault", [
+    {"status": 502, "omit_content_type": True},
+    {"status": 200, "body": b"<html>gateway</html>", "content_type": "text/html"},
+    {"status": 200, "body": b'{"$id": "cut', "content_type": "application/json"},
+], ids=["502-no-content-type", "200-html", "200-invalid-json"])
+def test_a_metadata_answer_the_sdk_cannot_read_is_retried(stored, fault):
+    name, emu = stored
+    emu.inject("GET", rf"/files/{file_id_for_name(name)}$", times=2, **fault)
+    assert default_storage.size(name) == len(b"payload")
+    assert len(emu.requests_to(rf"/files/{file_id_for_name(name)}$")) == 3
 
 
 def test_persistent_503_gives_up_after_the_retry_limit_with_a_clear_error(stored):

@@ -74,25 +74,25 @@ def test_local_storage_urls_are_the_media_urls(local_storage):
     product = _product("local", "local.jpg", RED)
     assert image_url(product.image) == product.image.url
     assert thumbnail_url(product.image) == product.image.url
-    assert read_image_bytes(product.image, for_size=224) == RED
+    assert read_image_bytes(product.image, preview_width=336) == RED
     assert image_url(Product(sku="none").image) == ""
 
 
-def test_classifier_fetch_uses_a_preview_twice_the_model_input(appwrite_storage, settings):
+def test_classifier_fetch_uses_a_preview_of_the_width_asked_for(appwrite_storage, settings):
     settings.APPWRITE = {**settings.APPWRITE, "CLASSIFY_FROM_PREVIEW": True}
     product = _product("big", "big.jpg", LARGE_PHOTO)
-    data = read_image_bytes(product.image, for_size=224)
+    data = read_image_bytes(product.image, preview_width=336)
     previews = appwrite_storage.emulator.requests_to(r"/preview$")
-    assert len(previews) == 1 and previews[0].query["width"] == "448"
+    assert len(previews) == 1 and previews[0].query["width"] == "336"
     assert len(data) < len(LARGE_PHOTO) / 4
-    assert Image.open(io.BytesIO(data)).size == (448, 336)
+    assert Image.open(io.BytesIO(data)).size == (336, 252)
     assert not appwrite_storage.emulator.requests_to(r"/download$")
     assert len(appwrite_storage.emulator.requests_to(r"/files/[^/]+$", method="GET")) >= 1
 
 
 def test_classifier_fetch_reads_the_original_when_previews_are_off(appwrite_storage):
     product = _product("orig", "orig.jpg", LARGE_PHOTO)
-    assert read_image_bytes(product.image, for_size=224) == LARGE_PHOTO
+    assert read_image_bytes(product.image, preview_width=336) == LARGE_PHOTO
     assert not appwrite_storage.emulator.requests_to(r"/preview$")
 
 
@@ -100,7 +100,7 @@ def test_classifier_fetch_of_a_non_image_returns_its_bytes_not_an_icon(appwrite_
     settings.APPWRITE = {**settings.APPWRITE, "CLASSIFY_FROM_PREVIEW": True}
     text = (FIXTURES / "text.jpg").read_bytes()
     product = _product("text", "text.jpg", text)
-    assert read_image_bytes(product.image, for_size=224) == text
+    assert read_image_bytes(product.image, preview_width=336) == text
 
 
 @pytest.mark.parametrize("previews", [True, False])
@@ -108,7 +108,7 @@ def test_classifier_fetch_of_a_missing_file_raises_image_not_found(appwrite_stor
                                                                     previews):
     settings.APPWRITE = {**settings.APPWRITE, "CLASSIFY_FROM_PREVIEW": previews}
     with pytest.raises(ImageNotFoundError, match="not found in bucket test-bucket"):
-        read_image_bytes("products/x/missing.jpg", for_size=224)
+        read_image_bytes("products/x/missing.jpg", preview_width=336)
 
 
 def test_local_missing_file_raises_image_not_found(local_storage):

@@ -1,6 +1,5 @@
 """Fixtures for classification tests: categories, real tiny model versions, products."""
 
-import hashlib
 import itertools
 
 import pytest
@@ -9,7 +8,7 @@ from django.core.files.base import ContentFile
 from catalog.models import Category, Product
 from classifier import runtime
 from classifier.models import ModelVersion
-from classifier.services import model_version_activate
+from tests.support.model_versions import stored_model_version
 from tests.support.tiny_model import (
     DEFAULT_LABELS,
     make_tiny_tflite,
@@ -44,21 +43,12 @@ _numbers = itertools.count(1)
 @pytest.fixture
 def make_model_version(db):
     def make(labels=DEFAULT_LABELS, *, activate=True, embedding=False) -> ModelVersion:
+        number = next(_numbers) + ModelVersion.objects.count() * 1000
         content = (make_tiny_tflite_with_embedding(labels=tuple(labels)) if embedding
                    else make_tiny_tflite(labels=tuple(labels)))
-        number = next(_numbers) + ModelVersion.objects.count() * 1000
-        version = ModelVersion(
-            number=number, labels=list(labels), input_contract=tiny_contract().to_dict(),
-            architecture="tiny", checksum=hashlib.sha256(content).hexdigest(),
-            size_bytes=len(content), embedding_backbone="tiny-mean-colour" if embedding else "",
-            embedding_dim=3 if embedding else 0,
-        )
-        version.file.save(f"tiny-{number}.tflite", ContentFile(content), save=False)
-        version.save()
-        if activate:
-            model_version_activate(model_version=version)
-            version.refresh_from_db()
-        return version
+        return stored_model_version(content, labels=labels, number=number,
+                                    contract=tiny_contract(), activate=activate,
+                                    embedding_dim=3 if embedding else 0)
 
     return make
 

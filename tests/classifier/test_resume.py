@@ -9,7 +9,8 @@ from django_q.brokers import get_broker
 from django_q.models import Schedule
 from django_q.signing import SignedPackage
 
-from classifier.models import ClassificationJob, JobStatus, PredictionRecord
+from catalog.models import ReviewStatus
+from classifier.models import ClassificationJob, JobStatus, PredictionOutcome, PredictionRecord
 from classifier.services import (
     classification_chunk_run,
     classification_job_start,
@@ -102,7 +103,11 @@ def test_job_that_keeps_stalling_fails_with_reason_instead_of_looping(
 
     job.refresh_from_db()
     assert job.status == JobStatus.FAILED and job.finished_at is not None
-    assert "Stalled: 1 products still unclassified" in job.error
+    assert "Stalled: 1 products failed after 3 resumes" in job.error
+    record = PredictionRecord.objects.get(job=job, product=product)  # none left without a reason
+    assert record.outcome == PredictionOutcome.FAILED and "stalled after 3 resumes" in record.error
+    product.refresh_from_db()
+    assert product.review_status == ReviewStatus.FAILED and product.classification_error
 
 
 def test_resume_is_scheduled_for_every_broker(db):

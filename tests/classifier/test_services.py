@@ -4,6 +4,7 @@ from pathlib import Path
 
 import pytest
 from django.core.files.base import ContentFile
+from django.utils import timezone
 
 from catalog.models import CategorySource, Product, ReviewStatus
 from classifier import runtime
@@ -14,9 +15,10 @@ from classifier.exceptions import (
     NoPredictionError,
 )
 from classifier.inference import Prediction
-from classifier.models import ClassificationJob, JobStatus
+from classifier.models import ClassificationJob, JobStatus, ModelVersion, PredictionRecord
 from classifier.services import (
-    classification_chunk_failed,
+    classification_chunk_run,
+    classification_job_note,
     classification_job_start,
     model_version_activate,
     predict_images,
@@ -65,11 +67,25 @@ def test_job_start_without_active_model_says_how_to_fix(db, make_product):
         classification_job_start(products=[make_product().pk])
 
 
-def test_failed_chunk_fails_the_job_with_its_reason(model_version):
-    job = classification_job_start(products=[])
-    classification_chunk_failed(job_id=job.pk, error="No classifier model is active.")
+def test_a_chunk_that_failed_as_a_whole_notes_why_and_leaves_the_job_to_the_resume(
+        model_version, make_product):
+    job = classification_job_start(products=[make_product().pk], enqueue=False)
+    classification_job_note(job_id=job.pk, error="Task exceeded maximum timeout value (600).")
     job.refresh_from_db()
-    assert job.status == JobStatus.FAILED and "No classifier model" in job.error
+    assert job.status == JobStatus.QUEUED and job.finished_at is None
+    assert "maximum timeout" in job.error
+
+
+def test_without_an_active_model_a_chunk_fails_each_product_with_how_to_fix(
+        model_version, make_product):
+    products = [make_product(solid_color_jpeg(RED)), make_product(solid_color_jpeg(BLUE))]
+    job = classification_job_start(products=[p.pk for p in products], enqueue=False)
+    ModelVersion.objects.update(is_active=False)
+    classification_chunk_run(job_id=job.pk, product_ids=[p.pk for p in products])
+    job.refresh_from_db()
+    assert (job.status, job.failed_count) == (JobStatus.FAILED, 2)
+    errors = set(PredictionRecord.objects.filter(job=job).values_list("error", flat=True))
+    assert errors == {NoActiveModelError.default_message}
 
 
 def test_predict_images_returns_prediction_or_error_per_image(model_version):
@@ -145,19 +161,25 @@ def test_new_image_is_classified_automatically_after_commit(model_version, make_
     assert ClassificationJob.objects.count() == 2
 
 
-def test_explicit_request_after_a_signalled_save_enqueues_one_job(
+def test_auto_classification_has_one_entry_point_and_each_image_change_is_queued_once(
         model_version, make_product, django_capture_on_commit_callbacks):
-    from classifier.services import product_classify_on_commit
-
     with django_capture_on_commit_callbacks(execute=True):
         product = make_product(solid_color_jpeg(RED))
-        product_classify_on_commit(product=product)  # what the API view does after saving
+        product.save()  # saved again in the same transaction: nothing new
     assert ClassificationJob.objects.count() == 1
 
-    Product.objects.filter(pk=product.pk).update(image="products/elsewhere.jpg")  # no signal
-    product.refresh_from_db()
     with django_capture_on_commit_callbacks(execute=True):
-        product_classify_on_commit(product=product)
+        product.title = "Renamed"
+        product.save()  # not the image
+        product.image_updated_at = timezone.now()  # new bytes under the same name
+        product.save(update_fields=["image_updated_at"])
+    assert ClassificationJob.objects.count() == 2
+
+    with django_capture_on_commit_callbacks(execute=True):
+        Product.objects.filter(pk=product.pk).update(image_missing=True)
+        product.refresh_from_db()
+        product.image_updated_at = timezone.now()
+        product.save()  # the image is gone: nothing to classify
     assert ClassificationJob.objects.count() == 2
 
 

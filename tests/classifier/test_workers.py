@@ -1,20 +1,20 @@
 """Real worker processes: a qcluster classifies a job, survives a killed worker; no TensorFlow."""
 
-import io
 import os
 import subprocess
 import sys
+import threading
 
-import numpy as np
 import pytest
 from django.conf import settings
-from PIL import Image
 
+from catalog.appwrite import file_id_for_name
 from catalog.models import Product, ReviewStatus
 from classifier.models import ClassificationJob, JobStatus, PredictionRecord
 from classifier.services import classification_job_start, classification_jobs_resume_stalled
 from tests.classifier.conftest import BLUE, GREEN, RED
 from tests.support import django_fixtures
+from tests.support.appwrite_django import use_appwrite_storage
 from tests.support.tiny_model import solid_color_jpeg
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("no_auto_classify")]
@@ -44,32 +44,32 @@ def test_qcluster_classifies_a_job_end_to_end(qcluster, settings, model_version,
     assert Product.objects.get(pk=bad.pk).review_status == ReviewStatus.FAILED
 
 
-def _slow_png() -> bytes:
-    """A valid 7000x7000 PNG (~0.7 MB): PNG has no draft mode, so each takes ~0.5 s to decode."""
-    size = 7000
-    ramp = np.linspace(0, 255, size, dtype=np.float32)
-    pixels = np.stack([np.broadcast_to(ramp[:, None], (size, size)),
-                       np.broadcast_to(ramp[None, :], (size, size)),
-                       np.full((size, size), 40, np.float32)], axis=-1).astype(np.uint8)
-    buffer = io.BytesIO()
-    Image.fromarray(pixels).save(buffer, format="PNG", compress_level=1)
-    return buffer.getvalue()
+@pytest.fixture
+def emulator_storage(settings, appwrite_bucket, monkeypatch):
+    """Images and models in the Appwrite emulator, for this process and the qclusters it starts."""
+    use_appwrite_storage(settings, appwrite_bucket, monkeypatch)
+    return appwrite_bucket.emulator
 
 
-def test_killed_workers_chunk_is_resumed_and_finished_by_another_cluster(qcluster, model_version,
-                                                            make_product):
-    slow = _slow_png()
-    products = [make_product(slow, name="big.png") for _ in range(10)]
-    products += [make_product(solid_color_jpeg(RED)) for _ in range(3)]
-    # One chunk, decoded one image at a time: several seconds, well under the 25 s timeout.
-    env = {"CLASSIFIER_FETCH_WORKERS": "1", "Q_WORKERS": "1",
-           "Q_TIMEOUT": "25", "Q_RETRY": "30"}
-    first = qcluster(env_extra=env)
-    job = classification_job_start(products=Product.objects.all(), scope="kill test")
-
-    first.wait_for(lambda: _job(job.pk).status == JobStatus.RUNNING, "the chunk to start")
-    first.kill_hard()
-    assert not PredictionRecord.objects.filter(job=job).exists(), "killed before writing"
+def test_killed_workers_chunk_is_resumed_and_finished_by_another_cluster(
+        qcluster, emulator_storage, model_version, make_product):
+    products = [make_product(solid_color_jpeg(colour)) for colour in (RED, GREEN, BLUE) * 3]
+    parked = products[4]
+    # The worker's download of one image is parked in the emulator until the test lets it go:
+    # the chunk is then provably mid-flight (model loaded, nothing written) when it is killed.
+    gate = threading.Event()
+    download = rf"/files/{file_id_for_name(parked.image.name)}/download$"
+    emulator_storage.inject("GET", download, hold=gate)
+    env = {"Q_WORKERS": "1", "APPWRITE_TIMEOUT": "300"}  # the parked read never times out
+    try:
+        first = qcluster(env_extra=env)
+        job = classification_job_start(products=Product.objects.all(), scope="kill test")
+        first.wait_for(lambda: emulator_storage.requests_to(download), "the parked download")
+        first.kill_hard()
+    finally:
+        gate.set()
+    job.refresh_from_db()
+    assert job.status == JobStatus.RUNNING and not PredictionRecord.objects.filter(job=job)
 
     # What the schedule does every few minutes, without waiting: django-q2's Redis broker never
     # re-delivers the lost chunk; on the ORM broker its late re-delivery then skips every product.
@@ -79,7 +79,7 @@ def test_killed_workers_chunk_is_resumed_and_finished_by_another_cluster(qcluste
                     "the resumed chunk to finish")
     job.refresh_from_db()
     assert job.status == JobStatus.SUCCEEDED
-    assert (job.done_count, job.failed_count) == (13, 0)
+    assert (job.done_count, job.failed_count) == (9, 0)
     recorded = list(PredictionRecord.objects.filter(job=job).values_list("product_id", flat=True))
     assert sorted(recorded) == sorted(p.pk for p in products)  # each exactly once
 

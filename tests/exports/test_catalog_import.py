@@ -12,12 +12,12 @@ from pathlib import Path
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.core.management import CommandError, call_command
-from django.db import connection
 
 from catalog.imports.products import catalog_import
 from catalog.imports.sources import RowError, import_rows_read
 from catalog.models import Category, CategorySource, ExportRecord, Product
 from tests.exports.conftest import make_product, staff_user
+from tests.support.database import refuse_inserts_titled
 from tests.support.tiny_model import solid_color_jpeg
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -108,22 +108,22 @@ OK-1,Duplicate,red,,
     assert "purple" in next(e.message for e in report.errors if e.row == 3)
 
 
-def refuse_inserts_titled(title: str) -> None:
-    """A database trigger that fails the INSERT of a product with this title.
-
-    It makes the database itself fail after the row passed validation and its image was
-    stored: the one failure a per-row transaction has to clean up after.
-    """
-    with connection.cursor() as cursor:
-        if connection.vendor == "sqlite":
-            cursor.execute(f"CREATE TRIGGER refuse_title BEFORE INSERT ON catalog_product "
-                           f"WHEN NEW.title = '{title}' BEGIN SELECT RAISE(ABORT, 'refused'); END")
-        else:
-            cursor.execute(f"""CREATE FUNCTION refuse_title() RETURNS trigger AS $$
-                BEGIN IF NEW.title = '{title}' THEN RAISE EXCEPTION 'refused'; END IF;
-                RETURN NEW; END $$ LANGUAGE plpgsql""")
-            cursor.execute("CREATE TRIGGER refuse_title BEFORE INSERT ON catalog_product "
-                           "FOR EACH ROW EXECUTE FUNCTION refuse_title()")
+@pytest.mark.django_db
+def test_a_truncated_jpeg_is_refused_at_import_with_a_row_error(tmp_path, categories,
+                                                                images_dir, settings):
+    fixture = REPO_ROOT / "tests" / "fixtures" / "images" / "truncated.jpg"
+    (images_dir / "cut.jpg").write_bytes(fixture.read_bytes())  # its header alone looks fine
+    source = write_csv(tmp_path / "c.csv", """
+sku,title,category_slug,image
+CUT-1,Cut off,red,cut.jpg
+OK-1,Fine,red,red.jpg
+""")
+    report = catalog_import(rows=import_rows_read(source.open("rb"), fmt="csv"),
+                            roots=[images_dir])
+    (error,) = report.errors
+    assert (error.row, error.column) == (2, "image") and "truncated" in error.message
+    assert list(Product.objects.values_list("sku", flat=True)) == ["OK-1"]
+    assert len(stored_files(settings)) == 1
 
 
 @pytest.mark.django_db

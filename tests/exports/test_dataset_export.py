@@ -104,7 +104,9 @@ def test_exported_dataset_trains_a_model_whose_labels_are_the_categories(tmp_pat
                  image=solid_color_jpeg((0, 0, 0)))
     call_command("export_dataset", "--output", str(tmp_path / "d.zip"), stdout=io.StringIO())
     items = image_folder_items(tmp_path / "d.zip")
-    assert len(items) == 24 and {i.label for i in items} == set(COLOURS)
+    images = [i for i in items if i.label]  # labels.txt and README.txt are listed as skipped
+    assert len(images) == 24 and {i.label for i in images} == set(COLOURS)
+    assert sorted(i.key for i in items if not i.label) == ["README.txt", "labels.txt"]
     outcome = run_training(items, HParams(architecture="cnn", image_size=(32, 32), epochs=2,
                                           batch_size=8, weights=None, min_images_per_class=5),
                            workdir=tmp_path / "run")

@@ -20,11 +20,15 @@ from classifier.inference import LiteRTClassifier
 from classifier.models import ModelVersion
 from tests.exports.conftest import sha256
 from tests.support.appwrite_fixtures import appwrite_storage_client
+from tests.support.model_versions import stored_model_version
 from tests.support.tiny_model import (
     DEFAULT_LABELS,
+    STRIPE_LABELS,
+    make_stripe_tflite,
     make_tiny_tflite,
     make_tiny_tflite_with_embedding,
     solid_color_jpeg,
+    striped_jpeg,
     tiny_contract,
 )
 
@@ -66,7 +70,8 @@ def bare_litert_top1(bundle_zip: Path, image: bytes) -> str:
         meta = json.loads(archive.read("metadata.json"))
     height, width = meta["input_size"]
     img = Image.open(io.BytesIO(image))
-    img.draft("RGB", (width * 2, height * 2))  # what the site's decoder does for JPEGs
+    source_height, source_width = meta["source_size"]
+    img.draft("RGB", (source_width, source_height))  # what the site's decoder does for JPEGs
     img = ImageOps.exif_transpose(img)
     if img.mode in ("RGBA", "LA", "P"):
         rgba = img.convert("RGBA")
@@ -106,6 +111,7 @@ def test_admin_download_gives_zip_with_model_labels_in_output_order_and_metadata
         meta = json.loads(archive.read("metadata.json"))
     assert tflite == model_version.file.open("rb").read()
     assert meta["input_size"] == [32, 32] and meta["input_dtype"] == "float32"
+    assert meta["source_size"] == [48, 48] and meta["format"] == "catalog-classifier-bundle/2"
     assert meta["value_range"] == [0.0, 255.0] and meta["architecture"] == "cnn"
     assert meta["metrics"] == {"accuracy": 1.0} and meta["model_version"] == 7
     assert meta["created"] == model_version.created_at.isoformat()
@@ -228,3 +234,30 @@ def test_appwrite_function_reports_a_missing_file_without_crashing(
                           {"x-appwrite-key": appwrite_bucket.api_key})
     status, result = load_function_module().main(context)
     assert status == 500 and result["ok"] is False and "gone" in context.errors[0]
+
+
+# Stripes whose strength after downscaling depends on the JPEG draft scale (384 px at 1/8 vs 1/4).
+STRIPED = [striped_jpeg((384, 384), period=12), striped_jpeg((384, 288), period=10),
+           striped_jpeg((640, 480), period=20), solid_color_jpeg((90, 160, 200))]
+
+
+@pytest.mark.django_db
+def test_appwrite_function_sees_the_sites_pixels_on_a_resize_sensitive_model(tmp_path):
+    tflite = make_stripe_tflite()
+    stored_model_version(tflite, labels=STRIPE_LABELS, number=9, contract=tiny_contract(),
+                         architecture="stripes", activate=False)
+    call_command("export_model", "9", "--output", str(tmp_path / "s.zip"), stdout=io.StringIO())
+    function = load_function_module()
+    bundle = function.load_bundle(tmp_path / "s.zip")
+    site = LiteRTClassifier(tflite, labels=STRIPE_LABELS, contract=tiny_contract())
+
+    def striped(results) -> float:
+        return next(r["confidence"] for r in results if r["label"] == "striped")
+
+    expected = [dict(site.predict_bytes([image])[0].top_k)["striped"] for image in STRIPED]
+    assert [striped(function.classify(image, bundle)) for image in STRIPED] == pytest.approx(
+        expected, abs=1e-5)
+    # The model does see resizing: the function's old 2x draft answers very differently.
+    bundle.source_height, bundle.source_width = 64, 64
+    drifted = [striped(function.classify(image, bundle)) for image in STRIPED[:3]]
+    assert max(abs(a - b) for a, b in zip(drifted, expected)) > 0.3

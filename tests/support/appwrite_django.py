@@ -42,6 +42,21 @@ def use_appwrite_storage(settings, bucket, monkeypatch, **appwrite: Any) -> None
         if isinstance(value, bool):
             value = "1" if value else "0"
         monkeypatch.setenv(f"APPWRITE_{key}", str(value))
+    _rebind_callable_storages(monkeypatch)
+
+
+def _rebind_callable_storages(monkeypatch) -> None:
+    """File fields whose storage is a callable (model files) resolved it once, at import.
+
+    Resolve it again so those files also go to the emulator for this test.
+    """
+    from django.apps import apps
+
+    for model in apps.get_models():
+        for field in model._meta.get_fields():
+            storage_callable = getattr(field, "_storage_callable", None)
+            if storage_callable is not None:
+                monkeypatch.setattr(field, "storage", storage_callable())
 
 
 def _buckets(emulator) -> list[dict[str, Any]]:

@@ -414,6 +414,11 @@ class Fault:
     error_type: str | None
     message: str | None
     json_body: bool
+    body: bytes | None = None
+    content_type: str | None = None
+    omit_content_type: bool = False
+    truncate: int | None = None
+    hold: threading.Event | None = None
     hits: int = 0
 
     def matches(self, method: str, path: str) -> bool:
@@ -648,7 +653,7 @@ class Request:
 class Response:
     status: int
     body: bytes = b""
-    content_type: str = JSON_CONTENT_TYPE
+    content_type: str | None = JSON_CONTENT_TYPE
     headers: dict[str, str] = field(default_factory=dict)
 
 
@@ -726,31 +731,41 @@ class _Handler(BaseHTTPRequestHandler):
         emulator._record(request)
         fault = emulator._take_fault(request.method, request.path)
         if fault is not None:
+            if fault.hold is not None:
+                while not (fault.hold.is_set() or emulator._stopping.is_set()):
+                    fault.hold.wait(0.05)
             if fault.delay:
                 emulator._stopping.wait(fault.delay)
             if fault.drop:
                 self.close_connection = True
                 return
-            if fault.status is not None:
-                self._send(emulator._fault_response(fault))
-                return
-        try:
-            response = emulator._handle(request)
-        except Exception:  # noqa: BLE001 - a bug in the emulator: answer like Appwrite does, and show it.
-            traceback.print_exc()
-            response = error_response(ApiError("general_server_error"))
-        self._send(response)
+        if fault is not None and fault.status is not None:
+            response = emulator._fault_response(fault)
+        else:
+            try:
+                response = emulator._handle(request)
+            except Exception:  # noqa: BLE001 - a bug in the emulator: answer like Appwrite does, and show it.
+                traceback.print_exc()
+                response = error_response(ApiError("general_server_error"))
+        if fault is not None and fault.omit_content_type:
+            response.content_type = None
+        self._send(response, truncate=fault.truncate if fault is not None else None)
 
-    def _send(self, response: Response) -> None:
+    def _send(self, response: Response, *, truncate: int | None = None) -> None:
+        """Write the answer; ``truncate`` sends only that many body bytes, then hangs up."""
         try:
             self.send_response(response.status)
-            self.send_header("Content-Type", response.content_type)
+            if response.content_type is not None:
+                self.send_header("Content-Type", response.content_type)
             for name, value in response.headers.items():
                 self.send_header(name, value)
             self.send_header("Content-Length", str(len(response.body)))
             self.end_headers()
             if self.command != "HEAD":
-                self.wfile.write(response.body)
+                self.wfile.write(response.body if truncate is None else response.body[:truncate])
+            if truncate is not None:
+                self.wfile.flush()
+                self.close_connection = True
         except (BrokenPipeError, ConnectionResetError):
             self.close_connection = True  # The client gave up (e.g. its timeout fired).
 
@@ -911,21 +926,33 @@ class AppwriteEmulator:
     def inject(self, method: str | None = None, path_regex: str = "", *,
                status: int | None = None, times: int | None = 1, delay: float = 0.0,
                drop: bool = False, retry_after: int = 5, error_type: str | None = None,
-               message: str | None = None, json_body: bool = True) -> Fault:
+               message: str | None = None, json_body: bool = True, body: bytes | None = None,
+               content_type: str | None = None, omit_content_type: bool = False,
+               truncate: int | None = None, hold: threading.Event | None = None) -> Fault:
         """Make the next `times` matching requests misbehave (None = every one, until reset).
 
         Matching: `method` (None = any) and `re.search(path_regex, path)`, where path is the URL
         path with `/v1`, e.g. `/v1/storage/buckets/b/files/f/download`. Faults are tried in the
         order they were added; the first live match is used and counts down. Effects, in order:
-        wait `delay` seconds; then `drop=True` closes the connection with no answer; or
-        `status` answers with an Appwrite error body (type from `error_type`, else a sensible
-        one for the status; 429 adds `Retry-After: retry_after`; `json_body=False` sends an
-        HTML page like a proxy would). With only `delay`, the request is then served normally.
+        wait until the `hold` event is set (a request parked until the test releases it); wait
+        `delay` seconds; then `drop=True` closes the connection with no answer; or `status`
+        answers with an Appwrite error body (type from `error_type`, else a sensible one for the
+        status; 429 adds `Retry-After: retry_after`; `json_body=False` sends an HTML page like a
+        proxy would), or with `body` labelled `content_type` when given (e.g. a 200 labelled
+        JSON whose body is not JSON). Without `status` the request is then served normally.
+        Either answer can be damaged: `omit_content_type=True` sends no Content-Type header
+        (what some proxies do on a 502), `truncate=N` declares the full Content-Length but sends
+        only N body bytes and closes the connection.
         """
-        if status is None and not drop and not delay:
-            raise ValueError("A fault needs status=, drop=True or delay=.")
+        if status is None and not (drop or delay or hold or omit_content_type
+                                   or truncate is not None):
+            raise ValueError("A fault needs status=, drop=True, delay=, hold=, "
+                             "omit_content_type=True or truncate=.")
+        if body is not None and status is None:
+            raise ValueError("A fault with a body= needs the status= to answer it with.")
         fault = Fault(method.upper() if method else None, re.compile(path_regex), status, times,
-                      delay, drop, retry_after, error_type, message, json_body)
+                      delay, drop, retry_after, error_type, message, json_body, body,
+                      content_type, omit_content_type, truncate, hold)
         with self._lock:
             self._faults.append(fault)
         return fault
@@ -945,6 +972,8 @@ class AppwriteEmulator:
     def _fault_response(self, fault: Fault) -> Response:
         status = fault.status or 500
         headers = {"Retry-After": str(fault.retry_after)} if status == 429 else {}
+        if fault.body is not None:
+            return Response(status, fault.body, fault.content_type or EMPTY_CONTENT_TYPE, headers)
         if not fault.json_body:
             page = f"<html><body><h1>{status} Injected fault</h1></body></html>".encode()
             return Response(status, page, EMPTY_CONTENT_TYPE, headers)

@@ -5,6 +5,7 @@ import signal
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Callable
 from pathlib import Path
 
@@ -31,6 +32,18 @@ def _isolated_media(request, settings, tmp_path):
 
         use_appwrite_storage(settings, request.getfixturevalue("appwrite_bucket"),
                              request.getfixturevalue("monkeypatch"))
+
+
+@pytest.fixture(autouse=True)
+def _isolated_cache(settings):
+    """Every test gets its own cache keys (throttle counters, thumbnails) in the shared cache.
+
+    A fresh key prefix rather than ``cache.clear()``: with Redis the cache shares its database
+    with the task broker, and a clear would flush the queue too.
+    """
+    default = settings.CACHES["default"]
+    settings.CACHES = {**settings.CACHES,
+                       "default": {**default, "KEY_PREFIX": f"test-{uuid.uuid4().hex[:12]}"}}
 
 
 def test_database_url() -> str:

@@ -1,9 +1,13 @@
-"""Tiny real TFLite classifiers with hand-set weights, and solid-colour JPEGs to feed them.
+"""Tiny real TFLite classifiers with hand-set weights, and the images to feed them.
 
 The models follow the production contract: float32 raw 0-255 pixels in (dynamic batch), the graph
-rescales, logits out. Each class's logit is ``10 * mean(its colour channel) - 5``, so a solid
-red/green/blue image is classified as "red"/"green"/"blue" with certainty. TensorFlow is imported
-inside the builders (seconds to import), and results are cached per process.
+rescales, logits out. The colour model's class logit is ``10 * mean(its colour channel) - 5``, so a
+solid red/green/blue image is classified as "red"/"green"/"blue" with certainty; it cannot tell
+how an image was resized. The stripe model (``make_stripe_tflite``) reacts to fine vertical stripes,
+whose strength after downscaling depends on every step of the resize chain (JPEG draft scale,
+preview width, filter): parity tests use it so that training and inference resizing differently
+changes the confidence. TensorFlow is imported inside the builders (seconds to import), and results
+are cached per process.
 """
 
 from __future__ import annotations
@@ -36,6 +40,41 @@ def solid_color_jpeg(rgb: tuple[int, int, int], size: tuple[int, int] = (48, 48)
     buffer = io.BytesIO()
     Image.new("RGB", size, tuple(rgb)).save(buffer, format="JPEG", quality=95)
     return buffer.getvalue()
+
+
+# The stripe model: "striped" - "flat" logit = 2 * (STRIPE_GAIN * e - STRIPE_BIAS), where e is the
+# mean absolute difference of horizontally adjacent pixels (0-1 scale). A cleanly antialiased
+# stripe photo keeps e < 0.01, an aliased resize leaves 0.02-0.2: a gain of 100 turns that
+# difference into confidences tens of points apart.
+STRIPE_LABELS = ("flat", "striped")
+STRIPE_GAIN = 100.0
+STRIPE_BIAS = 1.3
+
+
+def striped_jpeg(size: tuple[int, int] = (384, 384), *, period: int = 12, noise: float = 0.0,
+                 quality: int = 95) -> bytes:
+    """A JPEG of vertical dark/light stripes ``period`` pixels wide; ``size`` is ``(w, h)``.
+
+    ``noise`` (grey levels, seeded) makes the file big enough for Appwrite to preview.
+    """
+    width, height = size
+    row = np.where((np.arange(width) // max(1, period // 2)) % 2 == 0, 230.0, 25.0)
+    pixels = np.broadcast_to(row[None, :, None], (height, width, 3)).copy()
+    if noise:
+        pixels += np.random.default_rng(0).normal(0, noise, pixels.shape)
+    buffer = io.BytesIO()
+    Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8)).save(buffer, format="JPEG",
+                                                                    quality=quality)
+    return buffer.getvalue()
+
+
+def make_stripe_tflite(size=DEFAULT_SIZE) -> bytes:
+    """A float32 ``.tflite`` classifier of ``STRIPE_LABELS`` that reacts to fine stripes.
+
+    Graph: raw 0-255 -> Rescaling -> Conv2D(1x2, [+1,-1] and [-1,+1] over the channel mean,
+    ReLU: together |horizontal difference|) -> GAP -> Dense(2) logits.
+    """
+    return _stripe_model(tuple(size))
 
 
 def make_tiny_tflite(labels=DEFAULT_LABELS, size=DEFAULT_SIZE) -> bytes:
@@ -109,6 +148,27 @@ def _two_output_model(labels: tuple[str, ...], size: tuple[int, int]) -> bytes:
     pooled = base.get_layer("logits").input
     two = keras.Model(base.input, {"logits": base.output, "embedding": pooled})
     return export_tflite(two)
+
+
+@cache
+def _stripe_model(size: tuple[int, int]) -> bytes:
+    import keras
+
+    tf = _import_tf()
+    height, width = size
+    inputs = keras.Input(shape=(height, width, 3), dtype="float32", name="pixels")
+    x = keras.layers.Rescaling(1.0 / 255.0)(inputs)
+    edges = keras.layers.Conv2D(2, (1, 2), use_bias=False, activation="relu")
+    x = keras.layers.GlobalAveragePooling2D()(edges(x))
+    dense = keras.layers.Dense(2, name="logits")
+    model = keras.Model(inputs, dense(x))
+    kernel = np.zeros((1, 2, 3, 2), dtype=np.float32)
+    kernel[0, 0, :, 0], kernel[0, 1, :, 0] = 1 / 3, -1 / 3  # relu(left - right)
+    kernel[0, 0, :, 1], kernel[0, 1, :, 1] = -1 / 3, 1 / 3  # relu(right - left)
+    edges.set_weights([kernel])
+    gains = np.array([[-STRIPE_GAIN, STRIPE_GAIN]] * 2, dtype=np.float32)
+    dense.set_weights([gains, np.array([STRIPE_BIAS, -STRIPE_BIAS], dtype=np.float32)])
+    return tf.lite.TFLiteConverter.from_keras_model(model).convert()
 
 
 def _build_keras_model(labels: tuple[str, ...], size: tuple[int, int]):

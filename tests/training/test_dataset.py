@@ -21,12 +21,47 @@ SIZE = (32, 32)
 
 
 def test_folder_items_are_labelled_by_subfolder_and_sorted(dataset_dir):
-    (dataset_dir / "red" / "notes.txt").write_text("not an image")
     items = image_folder_items(dataset_dir)
     assert len(items) == PER_CLASS * len(CLASS_COLOURS)
     assert {i.label for i in items} == set(CLASS_COLOURS)
     assert [i.key for i in items] == sorted(i.key for i in items)
     assert items[0].load()[:2] == b"\xff\xd8"  # JPEG bytes
+
+
+def test_every_format_the_classifier_reads_is_a_training_image(tmp_path):
+    """Training and the classifier accept the same files: TIFF and BMP included."""
+    from PIL import Image
+
+    for index, (fmt, suffix) in enumerate([("JPEG", ".jpg"), ("PNG", ".png"), ("TIFF", ".tif"),
+                                           ("TIFF", ".tiff"), ("BMP", ".bmp"), ("GIF", ".gif"),
+                                           ("WEBP", ".webp"), ("JPEG", ".JPEG")]):
+        folder = tmp_path / "data" / f"class{index % 2}"
+        folder.mkdir(parents=True, exist_ok=True)
+        Image.new("RGB", (40, 30), (200, 30, 30)).save(folder / f"{index}{suffix}", format=fmt)
+    cache = build_cache(image_folder_items(tmp_path / "data"), size=SIZE,
+                        cache_dir=tmp_path / "cache")
+    assert len(cache) == 8 and cache.skipped == []
+
+
+def test_every_file_that_is_not_a_training_image_is_listed_with_the_reason(dataset_dir,
+                                                                           tmp_path):
+    (dataset_dir / "red" / "logo.svg").write_text("<svg/>")
+    (dataset_dir / "red" / "notes.txt").write_text("not an image")
+    (dataset_dir / "README").write_text("about this dataset")
+    (dataset_dir / "blue" / "old").mkdir()
+    (dataset_dir / "blue" / "old" / "1.jpg").write_bytes((dataset_dir / "blue" / "000.jpg")
+                                                         .read_bytes())
+    (dataset_dir / "red" / ".DS_Store").write_bytes(b"\0")  # OS litter: ignored silently
+
+    for source in (dataset_dir, zip_folder(dataset_dir, tmp_path / "d.zip", wrap="shop")):
+        cache = build_cache(image_folder_items(source), size=SIZE, cache_dir=tmp_path / "c")
+        reasons = {s.key.removeprefix("shop/"): s.reason for s in cache.skipped}
+        assert set(reasons) == {"red/logo.svg", "red/notes.txt", "README", "blue/old/1.jpg"}
+        assert reasons["red/logo.svg"].startswith("a .svg file, not an image type")
+        assert ".tiff" in reasons["red/logo.svg"]
+        assert "not in a category folder" in reasons["README"]
+        assert "nested in a subfolder" in reasons["blue/old/1.jpg"]
+        assert len(cache) == PER_CLASS * len(CLASS_COLOURS)
 
 
 @pytest.mark.parametrize("wrap", [None, "shop-export"])

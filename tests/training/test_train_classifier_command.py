@@ -47,7 +47,8 @@ def validation_batch(root: Path, version: ModelVersion) -> np.ndarray:
 
 
 @pytest.fixture
-def folder(tmp_path) -> Path:
+def folder(tmp_path, settings) -> Path:
+    settings.TRAINING_DATA_ROOTS = [tmp_path]  # runs created here, as the admin and API do
     return write_dataset(tmp_path / "data", per_class=12)
 
 
@@ -78,10 +79,26 @@ def test_command_saves_version_whose_stored_tflite_matches_stored_keras_top1(fol
 
 
 @pytest.mark.slow
+def test_tiff_images_are_trained_on_and_skipped_files_are_named_in_the_warnings(folder):
+    from PIL import Image
+
+    Image.open(folder / "red" / "000.jpg").save(folder / "red" / "scan.tif", format="TIFF")
+    (folder / "red" / "logo.svg").write_text("<svg xmlns='http://www.w3.org/2000/svg'/>")
+
+    train("--from-dir", str(folder), "--epochs", "1")
+
+    version = ModelVersion.objects.get()
+    counts = version.dataset_stats["counts"]["red"]
+    assert sum(counts.values()) == 13  # 12 JPEGs and the TIFF
+    assert "Skipped red/logo.svg: a .svg file, not an image type" in version.notes
+    assert [s["key"] for s in version.dataset_stats["skipped"]] == ["red/logo.svg"]
+
+
+@pytest.mark.slow
 @pytest.mark.parametrize(("setup", "message"), [
     ("empty_catalog", "No labelled images"),
     ("one_category", "at least two categories"),
-    ("missing_folder", "does not exist"),
+    ("missing_folder", "was not found"),
 ])
 def test_bad_input_fails_with_clear_message_and_creates_no_version(setup, message, tmp_path):
     args: list[str] = ["--epochs", "1"]

@@ -130,11 +130,25 @@ def test_retrain_form_rejects_folder_source_without_path_and_queues_nothing(admi
     assert not TrainingRun.objects.exists()
 
 
+@pytest.mark.django_db
+def test_retrain_form_refuses_a_folder_outside_the_training_data_roots(admin_client, tmp_path,
+                                                                        settings):
+    settings.TRAINING_DATA_ROOTS = [tmp_path / "allowed"]
+    page = admin_client.post(reverse("admin:training_trainingrun_retrain"), {
+        "source": "folder", "source_path": "/etc", "architecture": "cnn", "weights": "none",
+        "epochs": 2, "image_size": 32, "activation_policy": "if_better"})
+
+    assert page.status_code == 200
+    assert "must be inside a training data folder" in page.content.decode()
+    assert not TrainingRun.objects.exists()
+
+
 @pytest.mark.slow
 def test_admin_retrain_runs_on_training_qcluster_and_links_new_version(qcluster, admin_client,
-                                                                       tmp_path):
+                                                                       tmp_path, settings):
     from django_q.brokers import get_broker
 
+    settings.TRAINING_DATA_ROOTS = [tmp_path]
     get_broker("training").purge_queue()
     folder = write_dataset(tmp_path / "data", per_class=10)
     cluster = qcluster(cluster_name="training")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -35,16 +36,49 @@ def _hparams(options: dict[str, Any]) -> HParams:
     return HParams.from_dict(values)
 
 
+def training_source_resolve(source_path: str, *, roots: Sequence[Path]) -> Path:
+    """The training folder (or zip) ``source_path`` names, resolved inside one of ``roots``.
+
+    A relative path is looked up in each root in turn; ``..`` and symlinks are resolved before
+    the check. A path outside every root is refused with the same message whether or not it
+    exists, so the API cannot be used to probe the server's files.
+
+    Raises:
+        DatasetReadError: outside the roots, or not found inside them.
+    """
+    resolved_roots = [Path(root).resolve() for root in roots]
+    given = Path(source_path)
+    candidates = [given] if given.is_absolute() else [root / given for root in resolved_roots]
+    inside = [path for path in (c.resolve() for c in candidates)
+              if any(path.is_relative_to(root) for root in resolved_roots)]
+    folders = ", ".join(str(root) for root in resolved_roots) or "(none configured)"
+    if not inside:
+        raise DatasetReadError(
+            f"The training folder must be inside a training data folder ({folders}). Put the "
+            "images (<folder>/<category>/<image>, or a zip of it) there and give its path, or "
+            "add its folder to TRAINING_DATA_ROOTS.")
+    found = next((path for path in inside if path.exists()), None)
+    if found is None:
+        raise DatasetReadError(f"{source_path} was not found in the training data folders "
+                               f"({folders}): give a folder laid out as "
+                               "<folder>/<category>/<image>, or a zip of it.")
+    return found
+
+
 def training_run_create(*, options: dict, source: str = TrainingSource.CATALOG,
                         source_path: str = "", activation_policy: str = ActivationPolicy.IF_BETTER,
-                        created_by=None) -> TrainingRun:
+                        created_by=None, source_roots: Sequence[Path] | None = None
+                        ) -> TrainingRun:
     """Validate a training request and record it as a queued run (nothing is enqueued).
 
     Options are turned into ``HParams`` here so a typo or out-of-range value fails at once,
-    in the form or command that asked, not minutes later in a worker.
+    in the form or command that asked, not minutes later in a worker. A folder source must lie
+    inside ``source_roots`` (default ``settings.TRAINING_DATA_ROOTS``: what the admin and the
+    API may train from); the run keeps its resolved path.
 
     Raises:
-        InvalidHParamsError: bad options, source, folder or policy; the message says the fix.
+        InvalidHParamsError: bad options, source or policy; the message says the fix.
+        DatasetReadError: the folder is outside the allowed roots or missing.
         WeightsUnavailableError: the pretrained weights asked for cannot be had.
     """
     from training.features import check_weights
@@ -56,10 +90,9 @@ def training_run_create(*, options: dict, source: str = TrainingSource.CATALOG,
     if activation_policy not in ActivationPolicy.values:
         raise InvalidHParamsError(f"Unknown activation policy {activation_policy!r}: use one of "
                                   f"{ActivationPolicy.values}.")
-    if source == TrainingSource.FOLDER and not Path(source_path).exists():
-        raise DatasetReadError(f"Dataset folder {source_path or '(empty)'} does not exist: give "
-                               "the path of a folder laid out as <folder>/<category>/<image>, "
-                               "or of a zip of it.")
+    if source == TrainingSource.FOLDER:
+        roots = settings.TRAINING_DATA_ROOTS if source_roots is None else source_roots
+        source_path = str(training_source_resolve(source_path, roots=roots))
     extra = {k: options[k] for k in RUN_OPTION_KEYS if options.get(k)}
     run = TrainingRun(options={**hparams.to_dict(), **extra}, source=source,
                       source_path=source_path, activation_policy=activation_policy,
@@ -76,6 +109,7 @@ def training_run_start(*, options: dict, source: str = TrainingSource.CATALOG,
 
     The training cluster has ``max_attempts=1`` and ``training_run_execute`` refuses a run that
     is not queued, so neither a retry nor a redelivered message can train a duplicate model.
+    The admin and the API start runs here, so a folder source must be in TRAINING_DATA_ROOTS.
     """
     from django_q.tasks import async_task
 
@@ -157,7 +191,7 @@ def _items(run: TrainingRun, hparams: HParams) -> list:
 
     if run.source == TrainingSource.FOLDER:
         return image_folder_items(run.source_path)
-    return catalog_training_items(image_side=max(hparams.image_size))
+    return catalog_training_items(image_size=hparams.image_size)
 
 
 def _workdir_root() -> Path:

@@ -1,5 +1,7 @@
 """Train a classifier from the catalog (or an image folder/zip) here, with a progress bar."""
 
+from pathlib import Path
+
 from django.core.management.base import BaseCommand, CommandError
 
 from training.exceptions import TrainingError
@@ -46,9 +48,11 @@ class Command(BaseCommand):
         options = _hparam_options(opts)
         source = TrainingSource.FOLDER if opts["from_dir"] else TrainingSource.CATALOG
         try:
+            # Whoever runs the command may read the folder they name (like import --images-dir).
             run = training_run_create(
                 options=options, source=source, source_path=opts["from_dir"] or "",
-                activation_policy=opts["policy"] or ActivationPolicy.IF_BETTER)
+                activation_policy=opts["policy"] or ActivationPolicy.IF_BETTER,
+                source_roots=[Path(opts["from_dir"] or ".")])
         except TrainingError as exc:
             raise CommandError(str(exc)) from exc
         with ProgressBar(self.stderr) as bar:
