@@ -57,8 +57,8 @@ class Bundle:
         self.interpreter = Interpreter(model_content=model)
         self.interpreter.allocate_tensors()
         self.input = self.interpreter.get_input_details()[0]
-        self.output = _logits_output(self.interpreter, len(labels))
-        self.output_index = self.output["index"]
+        self.scores = _logits_output(self.interpreter, len(labels))
+        self.output_index = self.scores["index"]
 
 
 def _logits_output(interpreter: Interpreter, num_labels: int) -> dict:
@@ -136,7 +136,7 @@ def classify(data: bytes, bundle: Bundle, k: int = TOP_K) -> list[dict]:
     interpreter.allocate_tensors()
     interpreter.set_tensor(bundle.input["index"], tensor)
     interpreter.invoke()
-    output_detail = bundle.output
+    output_detail = bundle.scores
     raw = interpreter.get_tensor(bundle.output_index)[0].astype(np.float64)
     scale, zero_point = output_detail["quantization"]
     if output_detail["dtype"] != np.float32 and scale:
