@@ -293,7 +293,8 @@ def _epoch_ticks(epochs: int) -> list[tuple[float, str]]:
 
 
 def epochs_svg(series: Sequence[tuple[str, Sequence[float], str, bool]], *, y_label: str,
-               percent: bool, markers: Sequence[tuple[int, str]] = ()) -> str:
+               percent: bool, markers: Sequence[tuple[int, str]] = (),
+               epochs: Sequence[int] | None = None) -> str:
     """Per-epoch values (epochs numbered from 1) as lines, with optional vertical markers.
 
     Args:
@@ -301,10 +302,14 @@ def epochs_svg(series: Sequence[tuple[str, Sequence[float], str, bool]], *, y_la
         y_label: the y axis title ("Loss", "Accuracy").
         percent: show the y axis 0-100 % (accuracy) instead of 0..max (loss).
         markers: ``(epoch, label)`` vertical lines, e.g. the best epoch.
+        epochs: the epoch of each value when they are not 1, 2, 3... (a curve checked every
+            few epochs).
     """
     series = [(label, [float(v) for v in values if v is not None], colour, dashed)
               for label, values, colour, dashed in series if values]
-    epochs = max((len(values) for _, values, _, _ in series), default=0)
+    positions = list(epochs) if epochs else None
+    epochs = (max(positions) if positions
+              else max((len(values) for _, values, _, _ in series), default=0))
     if percent:
         y_range, y_ticks = (0.0, 1.0), _percent_ticks(0, 1)
     else:
@@ -324,6 +329,7 @@ def epochs_svg(series: Sequence[tuple[str, Sequence[float], str, bool]], *, y_la
         body.append(_text(x - 4 if right else x + 4, frame.top + 12 + 13 * row, label,
                           anchor="end" if right else "start", extra=f'font-size="11" {HALO}'))
     for _label, values, colour, dashed in series:
-        body.append(frame.polyline(list(enumerate(values, start=1)), colour, dashed))
+        xs = positions[:len(values)] if positions else range(1, len(values) + 1)
+        body.append(frame.polyline(list(zip(xs, values)), colour, dashed))
     body += frame.legend([(label, colour, dashed) for label, _, colour, dashed in series])
     return _svg(frame.width, frame.height, f"{y_label} per epoch", body)

@@ -49,12 +49,24 @@ def auto_fill_sentence(metrics: Mapping) -> str | None:
         return None
     target = auto.get("target_precision")
     if auto.get("threshold") is None and not auto.get("coverage"):
-        return (f"No confidence threshold reaches {percent(target)} right, so nothing is "
-                "filled automatically: every prediction waits for a person's review.")
-    start = (f"At confidence ≥ {float(auto['threshold']):.2f}" if auto.get("threshold") is not None
-             else "With the per-category thresholds")
-    return (f"{start}, {percent(auto.get('coverage'))} of products are filled automatically, "
-            f"{percent(auto.get('precision'))} of them right (target {percent(target)}).")
+        sentence = (f"No confidence threshold reaches {percent(target)} right on products the "
+                    "model has not seen, so no prediction fills a category on confidence alone: "
+                    "each waits for a person's review.")
+    else:
+        start = (f"At confidence ≥ {float(auto['threshold']):.2f}"
+                 if auto.get("threshold") is not None else "With the per-category thresholds")
+        sentence = (f"{start}, {percent(auto.get('coverage'))} of products are filled "
+                    f"automatically, {percent(auto.get('precision'))} of them right "
+                    f"(target {percent(target)}).")
+    rule = auto.get("near_duplicate")
+    if isinstance(rule, Mapping) and rule.get("answered"):
+        measured = f"{rule['correct']} of {rule['answered']} labelled images"
+        sentence += (f" New photos that are near-duplicates of labelled products are filed like "
+                     f"them when the model agrees (measured right for {measured})."
+                     if rule.get("enabled") else
+                     f" Filing near-duplicates of labelled products like them is off: it was "
+                     f"right for {measured}, short of the target.")
+    return sentence
 
 
 def evaluation_sentence(metrics: Mapping, quantization: str) -> str:
@@ -149,13 +161,23 @@ def training_charts(history: Mapping, best_epoch: Any) -> dict[str, str]:
     if isinstance(best_epoch, int) and best_epoch > 0:
         markers.append((best_epoch, "best"))
     charts = {}
+    # A cross-validated head records its held-out curve every few epochs ("epoch" lists them).
+    epochs = history.get("epoch") or None
     for key, label, percent_axis in (("loss", "Loss", False), ("accuracy", "Accuracy", True)):
         series = [("training", history.get(key) or [], TRAIN_COLOUR, False),
                   ("validation", history.get(f"val_{key}") or [], VALIDATION_COLOUR, True)]
         if any(values for _, values, _, _ in series):
             charts[key] = epochs_svg(series, y_label=label, percent=percent_axis,
-                                     markers=markers)
+                                     markers=markers, epochs=epochs)
     return charts
+
+
+def epoch_count(history: Mapping) -> int:
+    """Epochs the curves cover (the last checked epoch for a cross-validated head)."""
+    history = history if isinstance(history, Mapping) else {}
+    if history.get("epoch"):
+        return int(max(history["epoch"]))
+    return max(len(history.get("loss") or []), len(history.get("val_loss") or []))
 
 
 def _phase_markers(phases: list) -> list[tuple[int, str]]:
@@ -190,7 +212,8 @@ def model_version_report(*, metrics: Mapping, history: Mapping, names: Mapping[s
         "keras_vs_tflite": keras_vs_tflite_rows(metrics),
         "curves": training_charts(history, metrics.get("best_epoch")),
         "best_epoch": metrics.get("best_epoch"),
-        "epochs": len((history or {}).get("loss") or []),
+        "epochs": epoch_count(history),
+        "cross_validated": bool(isinstance(history, Mapping) and history.get("epoch")),
     }
     if evaluated and evaluated.get("confusion"):
         report["confusion"] = confusion_svg(

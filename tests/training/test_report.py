@@ -79,7 +79,16 @@ def test_empty_metrics_and_history_make_an_empty_report_not_an_error():
 def test_no_threshold_reaching_the_target_says_nothing_is_filled():
     metrics = {"auto_fill": {"target_precision": 0.95, "threshold": None, "coverage": 0.0,
                              "precision": None, "curve": []}}
-    assert "nothing is filled automatically" in auto_fill_sentence(metrics)
+    assert "no prediction fills a category on confidence alone" in auto_fill_sentence(metrics)
+    rule = {"enabled": True, "answered": 40, "correct": 40, "cosine": 0.85}
+    with_rule = auto_fill_sentence({"auto_fill": {**metrics["auto_fill"],
+                                                  "near_duplicate": rule}})
+    assert "near-duplicates of labelled products are filed like them" in with_rule
+    assert "40 of 40" in with_rule
+    off = auto_fill_sentence({"auto_fill": {**metrics["auto_fill"],
+                                            "near_duplicate": {**rule, "enabled": False,
+                                                               "correct": 30}}})
+    assert "is off" in off and "30 of 40" in off
     assert "95%" in auto_fill_sentence(metrics)
 
 
@@ -105,6 +114,18 @@ def test_loss_and_accuracy_charts_number_the_epochs_and_label_their_axes():
     assert {"Epoch", "Loss", "1", "fine tune", "best"} <= set(texts(loss))
     assert {"Epoch", "Accuracy", "0%", "100%"} <= set(texts(accuracy))
     assert "%" not in "".join(texts(loss))
+
+
+def test_a_curve_checked_every_few_epochs_is_drawn_at_those_epochs():
+    from training.report import epoch_count, training_charts
+
+    history = {"epoch": [20, 25, 30, 35], "val_loss": [1.0, 0.9, 0.8, 0.85],
+               "val_accuracy": [0.5, 0.6, 0.7, 0.65], "loss": [], "accuracy": []}
+    chart = parse(training_charts(history, None)["loss"])
+    assert "Epoch" in texts(chart) and epoch_count(history) == 35
+    xs = [float(point.split(",")[0]) for line in chart.iter(f"{SVG}polyline")
+          for point in line.get("points").split()]
+    assert len(xs) == 4 and xs[0] > 0.5 * xs[-1]  # epoch 20 sits right of the middle
 
 
 def test_coverage_curve_marks_the_chosen_threshold_and_the_target():
