@@ -231,7 +231,9 @@ def reliability_svg(bins: Sequence[dict]) -> str:
         body.append(f'<rect x="{x0:.1f}" y="{y:.1f}" width="{x1 - x0:.1f}" '
                      f'height="{frame.y(0) - y:.1f}" fill="{TRAIN_COLOUR}" fill-opacity="0.75">'
                      f"<title>{escape(tip)}</title></rect>")
-        body.append(_text((x0 + x1) / 2, y - 4, str(count), anchor="middle",
+        # A bar reaching the top carries its count inside, clear of the legend above the plot.
+        label_y = y - 4 if y - 4 >= frame.top + 16 else y + 14
+        body.append(_text((x0 + x1) / 2, label_y, str(count), anchor="middle",
                           extra=f'font-size="11" {HALO}'))
     body += frame.legend([("share right (n = images)", TRAIN_COLOUR, False),
                           ("perfectly calibrated", "currentColor", True)])

@@ -61,11 +61,15 @@ def auto_fill_sentence(metrics: Mapping) -> str | None:
     rule = auto.get("near_duplicate")
     if isinstance(rule, Mapping) and rule.get("answered"):
         measured = f"{rule['correct']} of {rule['answered']} labelled images"
-        sentence += (f" New photos that are near-duplicates of labelled products are filed like "
-                     f"them when the model agrees (measured right for {measured})."
-                     if rule.get("enabled") else
-                     f" Filing near-duplicates of labelled products like them is off: it was "
-                     f"right for {measured}, short of the target.")
+        if rule.get("enabled"):
+            sentence += (f" New photos that are near-duplicates of labelled products are filed "
+                         f"like them when the model agrees (measured right for {measured}).")
+        elif rule["correct"] == rule["answered"]:
+            sentence += (f" Filing near-duplicates of labelled products like them is off: it "
+                         f"was right for {measured}, too few to show {percent(target)}.")
+        else:
+            sentence += (f" Filing near-duplicates of labelled products like them is off: it "
+                         f"was right for {measured}, short of {percent(target)}.")
     return sentence
 
 

@@ -57,8 +57,7 @@ def review_queue(tmp_path, transactional_db):
     shutil.copyfile(DEMO_CATALOG / "categories.csv", folder / "categories.csv")
     call_command("import_catalog", str(folder / "catalog.csv"),
                  "--categories", str(folder / "categories.csv"), "--images-dir", str(folder))
-    call_command("train_classifier", "--architecture", "cnn", "--image-size", "64",
-                 "--epochs", "15", "--batch-size", "16", "--seed", "1", "--activate",
+    call_command("train_classifier", "--quantization", "float32", "--seed", "1", "--activate",
                  "--name", "first")
     unlabelled = Product.objects.exclude(category_source=CategorySource.PERSON)
     classification_job_run_sync(products=unlabelled, scope="test: unlabelled")

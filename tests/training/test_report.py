@@ -88,7 +88,7 @@ def test_no_threshold_reaching_the_target_says_nothing_is_filled():
     off = auto_fill_sentence({"auto_fill": {**metrics["auto_fill"],
                                             "near_duplicate": {**rule, "enabled": False,
                                                                "correct": 30}}})
-    assert "is off" in off and "30 of 40" in off
+    assert "is off" in off and "30 of 40" in off and "short of" in off
     assert "95%" in auto_fill_sentence(metrics)
 
 
