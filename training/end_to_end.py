@@ -21,7 +21,7 @@ from training.dataset import (
     stratified_split,
 )
 from training.hparams import HParams
-from training.pipeline import TrainingOutcome, heldout_report
+from training.outcome import TrainingOutcome, heldout_report
 from training.train import ProgressFn
 
 

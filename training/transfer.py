@@ -27,7 +27,7 @@ from training.features import build_feature_extractor
 from training.fine_tune import fine_tune
 from training.head import HeadParams, fit_head
 from training.hparams import HParams
-from training.pipeline import TrainingOutcome, filter_classes, heldout_report
+from training.outcome import TrainingOutcome, filter_classes, heldout_report
 from training.references import near_duplicate_rule, reference_bytes
 from training.train import ProgressFn
 from training.validation import cross_validate, near_duplicate_groups
