@@ -191,3 +191,13 @@ def test_bad_options_fail_before_anything_is_queued():
     with pytest.raises(InvalidHParamsError, match="Unknown hyperparameters"):
         training_run_create(options={"epohcs": 3})
     assert not TrainingRun.objects.exists()
+
+
+@pytest.mark.slow
+def test_from_dir_is_relative_to_where_the_command_runs(folder, monkeypatch):
+    monkeypatch.chdir(folder.parent)
+
+    train("--from-dir", folder.name, "--epochs", "1", "--no-activate")
+
+    run = TrainingRun.objects.get()
+    assert run.status == TrainingStatus.SUCCEEDED and run.source_path == str(folder.resolve())

@@ -47,12 +47,14 @@ class Command(BaseCommand):
     def handle(self, *args, **opts):
         options = _hparam_options(opts)
         source = TrainingSource.FOLDER if opts["from_dir"] else TrainingSource.CATALOG
+        # Whoever runs the command may read the folder they name (like import --images-dir),
+        # relative to where they run it.
+        folder = Path(opts["from_dir"]).resolve() if opts["from_dir"] else None
         try:
-            # Whoever runs the command may read the folder they name (like import --images-dir).
             run = training_run_create(
-                options=options, source=source, source_path=opts["from_dir"] or "",
+                options=options, source=source, source_path=str(folder or ""),
                 activation_policy=opts["policy"] or ActivationPolicy.IF_BETTER,
-                source_roots=[Path(opts["from_dir"] or ".")])
+                source_roots=[folder or Path(".")])
         except TrainingError as exc:
             raise CommandError(str(exc)) from exc
         with ProgressBar(self.stderr) as bar:
