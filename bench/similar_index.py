@@ -18,6 +18,10 @@ recall includes what the projection loses. HNSW rows are served at two ``ef`` (s
 Exact rows time only the first ``EXACT_TIMED_QUERIES`` queries (an exact query at 1M is slow)
 and compute recall on all queries with a batched product.
 
+The ``module`` method is ``classifier.similarity.index`` itself (the approach chosen from these
+numbers); with it, two processes then map its file at once and report Rss and Pss, to show that
+web processes share one copy through the page cache.
+
 ``--quick`` runs N=10,000 only (a minute or two); the default sizes take ~an hour at 1M and up
 to ~12 GB of RAM (page cache included) and ~25 GB of disk, freed as each index is measured.
 """
@@ -69,6 +73,7 @@ def main() -> None:
     parser.add_argument("--dim", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--size", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    sys.path.insert(0, str(ROOT))  # classifier.similarity, for the "module" rows
     if args.mode:
         result = STEPS[args.mode](args)
         result.setdefault("peak_rss_mb", _status_mb("VmHWM"))
@@ -83,7 +88,7 @@ def main() -> None:
     for n in sizes:
         stats = _run(["--mode", "prepare", "--size", str(n), "--queries", str(args.queries)])
         codecs = _run(["--mode", "codecs", "--size", str(n)])["rows"]
-        rows = []
+        rows, shared = [], []
         for dim in dims:
             for method in methods:
                 if not METHODS[method].available():
@@ -94,8 +99,11 @@ def main() -> None:
                 built = _run(["--mode", "build", *common])
                 for served in _run(["--mode", "serve", *common])["runs"]:
                     rows.append((method, dim, {**built, **served}))
+                if method == "module" and dim == FULL_DIMS:
+                    shared = _shared(n, dim)
                 shutil.rmtree(_index_path(n, method, dim))
-        _print_table(n, stats, rows, codecs)
+        stats["load"] = os.getloadavg()[1]  # the 5-minute load: other work on the shared cores
+        _print_table(n, stats, rows, codecs, shared)
 
 
 # --- Synthetic embeddings ----------------------------------------------------------------------
@@ -230,7 +238,8 @@ class _Exact(_Method):
 
     float32: one NumPy/BLAS matrix-vector product over the mapped file. float16: usearch's SIMD
     brute force (``usearch.index.search(..., exact=True)``) on the mapped float16 matrix, since
-    NumPy has no float16 BLAS (upcasting 100k x 1280 float16 takes ~2 s per query here).
+    NumPy has no float16 BLAS (upcasting 100k x 1280 float16 takes ~2 s per query here); by
+    cosine, which re-normalises the rounded rows (inner product on them loses ~0.5% recall).
     """
 
     def __init__(self, storage: str, package: str = ""):
@@ -253,7 +262,7 @@ class _Exact(_Method):
             return _top_k(index @ query, k)
         from usearch.index import search
 
-        return search(index, query.astype(index.dtype), k, "ip", exact=True, threads=CORES).keys
+        return search(index, query.astype(index.dtype), k, "cos", exact=True, threads=CORES).keys
 
     def search_many(self, index, queries: np.ndarray, k: int) -> list[np.ndarray]:
         """All queries at once (for recall only: a batched product is much faster)."""
@@ -261,7 +270,7 @@ class _Exact(_Method):
             return list(_exact_topk(queries, index, k)[0])
         from usearch.index import search
 
-        return list(search(index, queries.astype(index.dtype), k, "ip", exact=True,
+        return list(search(index, queries.astype(index.dtype), k, "cos", exact=True,
                            threads=CORES).keys)
 
 
@@ -359,6 +368,36 @@ class _FaissHNSW(_Method):
         return index.search(query[None], k)[1][0]
 
 
+class _Module(_Method):
+    """``classifier.similarity.index.SimilarityIndex`` as the site uses it: kind chosen by N
+    (exact float16 scan up to ``EXACT_MAX_COUNT``, else usearch HNSW float16), one mapped file."""
+
+    package = "usearch"
+    efs = HNSW_EF_SEARCH  # an exact-kind index ignores it
+
+    @property
+    def note(self) -> str:
+        from classifier.similarity.index import EXACT_MAX_COUNT
+
+        return f"exact <= {EXACT_MAX_COUNT:,} < HNSW, mmap"
+
+    def build(self, data, folder: Path, dim: int) -> None:
+        from classifier.similarity.index import SimilarityIndex
+
+        SimilarityIndex.build(folder / "index.sim", ids=np.arange(len(data)), vectors=data,
+                              backbone="bench")
+
+    def open(self, folder: Path):
+        from classifier.similarity.index import SimilarityIndex
+
+        return SimilarityIndex.open(folder / "index.sim")
+
+    def search(self, index, query: np.ndarray, k: int, ef) -> np.ndarray:
+        if index.kind == "hnsw" and ef is not None and index._graph.expansion_search != ef:
+            index._graph.expansion_search = ef  # the module's default is HNSW_EXPANSION_SEARCH
+        return np.array([n.id for n in index.query(query, backbone="bench", k=k)])
+
+
 METHODS = {
     "exact-f32": _Exact("float32"),
     "exact-f16": _Exact("float16", package="usearch"),
@@ -366,6 +405,7 @@ METHODS = {
     "usearch-i8": _USearch("i8"),
     "hnswlib": _Hnswlib(),
     "faiss-hnsw": _FaissHNSW(),
+    "module": _Module(),
 }
 
 
@@ -433,15 +473,17 @@ def _serve(args) -> dict:
     index = method.open(_index_path(args.size, args.method, args.dim))
     open_s = time.perf_counter() - start
     runs = []
-    for ef in method.efs:
-        timed = len(queries) if ef is not None else min(EXACT_TIMED_QUERIES, len(queries))
+    efs = (None,) if getattr(index, "kind", "") == "exact" else method.efs  # module, small N
+    for ef in efs:
+        exact = isinstance(method, _Exact)
+        timed = min(EXACT_TIMED_QUERIES, len(queries)) if exact else len(queries)
         method.search(index, queries[0], K, ef)  # warm-up: first touch of a mapped file
         found, latencies = [], []
         for query in queries[:timed]:
             start = time.perf_counter()
             found.append(method.search(index, query, K, ef))
             latencies.append(time.perf_counter() - start)
-        if ef is None:  # recall of an exact row on every query, batched
+        if exact:  # recall of an exact row on every query, batched
             found = method.search_many(index, queries, K)
         recall = np.mean([len(set(map(int, f)) & set(map(int, t))) / K
                           for f, t in zip(found, truth)])
@@ -452,6 +494,57 @@ def _serve(args) -> dict:
     return {"runs": runs}
 
 
+def _hold(args) -> dict:
+    """One of two web-like processes mapping the same module index (see ``_shared``)."""
+    method = METHODS["module"]
+    queries = np.load(BENCH_DIR / str(args.size) / f"queries_{args.dim}.npy")
+    index = method.open(_index_path(args.size, "module", args.dim))
+    for query in queries:
+        method.search(index, query, K, None)  # at the module's default ef
+    # Touch every page of the file, as a long-running process eventually does.
+    touched = int(np.frombuffer(index._mapped, dtype=np.uint8)[::4096].sum())
+    print("READY", flush=True)
+    sys.stdin.readline()  # both processes hold their mapping while they are measured
+    return {**_smaps_mb(index.path), "touched": touched}
+
+
+def _smaps_mb(path: Path) -> dict:
+    """Rss and Pss (shared pages split between the processes mapping them), MB: the whole
+    process and the mappings of ``path`` alone."""
+    out = {"Rss": 0.0, "Pss": 0.0, "file_Rss": 0.0, "file_Pss": 0.0}
+    inside = False
+    for line in Path("/proc/self/smaps").read_text().splitlines():
+        fields = line.split()
+        if "-" in fields[0]:  # a mapping's first line: "start-end perms offset dev inode path"
+            inside = line.endswith(str(path))
+        elif fields[0] in ("Rss:", "Pss:"):
+            name = fields[0].rstrip(":")
+            out[name] += int(fields[1]) / 1024
+            if inside:
+                out["file_" + name] += int(fields[1]) / 1024
+    return out
+
+
+def _shared(n: int, dim: int) -> list[dict]:
+    """Two processes map the built module index at once; their Pss shows one shared copy."""
+    common = ["--method", "module", "--dim", str(dim), "--size", str(n)]
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OPENBLAS_NUM_THREADS": str(CORES)}
+    procs = [subprocess.Popen([sys.executable, __file__, "--mode", "hold", *common], cwd=ROOT,
+                              env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+             for _ in range(2)]
+    for proc in procs:
+        if proc.stdout.readline().strip() != "READY":
+            sys.exit("a shared-index process failed")
+    for proc in procs:  # both measure while both still map the file
+        proc.stdin.write("go\n")
+        proc.stdin.close()
+    outputs = [proc.stdout.read() for proc in procs]
+    for proc in procs:
+        proc.wait()
+    return [json.loads(next(ln for ln in out.splitlines() if ln.startswith("RESULT "))[7:])
+            for out in outputs]
+
+
 def _status_mb(field: str) -> float:
     """A /proc/self/status size (VmRSS, VmHWM) in MB."""
     for line in Path("/proc/self/status").read_text().splitlines():
@@ -460,7 +553,8 @@ def _status_mb(field: str) -> float:
     return float("nan")
 
 
-STEPS = {"prepare": _prepare, "codecs": _codecs, "build": _build, "serve": _serve}
+STEPS = {"prepare": _prepare, "codecs": _codecs, "build": _build, "serve": _serve,
+         "hold": _hold}
 
 
 # --- Orchestration -----------------------------------------------------------------------------
@@ -476,12 +570,13 @@ def _run(extra: list[str]) -> dict:
     return json.loads(line[len("RESULT "):])
 
 
-def _print_table(n: int, stats: dict, rows, codecs) -> None:
+def _print_table(n: int, stats: dict, rows, codecs, shared) -> None:
     print(f"\nSimilar-product search, N={n:,} synthetic embeddings "
           f"({stats['clusters']:,} clusters, {stats['zeros']:.0%} zeros; "
           f"mean cosine random pair {stats['cos_random']:.2f}, "
           f"1st NN {stats['cos_nn1']:.2f}, 10th NN {stats['cos_nn10']:.2f}), "
-          f"{stats['queries']} queries, k={K}, {os.cpu_count()} cores")
+          f"{stats['queries']} queries, k={K}, {os.cpu_count()} cores "
+          f"(5-min load average at the end: {stats['load']:.1f})")
     print(f"PCA to {REDUCED_DIMS} dims keeps {stats['pca_energy']:.1%} of the energy; recall is "
           f"against exact float32 at {FULL_DIMS} dims. RSS delta: serving process after open + "
           "queries (mapped file pages included).")
@@ -494,7 +589,7 @@ def _print_table(n: int, stats: dict, rows, codecs) -> None:
             print(f"{method:<12} {dim:>5} skipped: {r['skipped']}")
             continue
         speed = f"{baseline / r['p99_ms']:>11.1f}x" if baseline else f"{'':>12}"
-        ef = "" if r["ef"] is None else str(r["ef"])
+        ef = "" if r["ef"] in (None, "default") else str(r["ef"])
         print(f"{method:<12} {dim:>5} {METHODS[method].note:<28} {ef:>4} {r['build_s']:>8.1f} "
               f"{r['file_mb']:>8.0f} {r['rss_delta_mb']:>7.0f} {r['p50_ms']:>7.2f} "
               f"{r['p99_ms']:>7.2f} {r['recall']:>9.3f} {speed}")
@@ -507,6 +602,13 @@ def _print_table(n: int, stats: dict, rows, codecs) -> None:
     for r in codecs:
         print(f"{r['codec']:<6} {r['dims']:>5} {r['bytes']:>12} {r['recall']:>9.3f} "
               f"{r['score_error']:>21.5f}")
+    if shared:
+        print(f"\nTwo processes map the module's index file ({FULL_DIMS} dims) at once, each has "
+              "queried and touched every page:")
+        for number, r in enumerate(shared, 1):
+            print(f"process {number}: index file mapping Rss {r['file_Rss']:.0f} MB, Pss "
+                  f"{r['file_Pss']:.0f} MB; whole process Rss {r['Rss']:.0f} MB, Pss "
+                  f"{r['Pss']:.0f} MB")
 
 
 if __name__ == "__main__":
