@@ -84,6 +84,14 @@ def test_top10_matches_exact_float64_search_on_clustered_data(built, data, kind)
     assert np.mean(recalls) >= (0.99 if kind == KIND_EXACT else MIN_RECALL)
 
 
+def test_hnsw_top10_agrees_with_exact_index_top10(built, data):
+    agreement = [
+        len({n.id for n in built[KIND_HNSW].query(q, backbone=BACKBONE, k=10)}
+            & {n.id for n in built[KIND_EXACT].query(q, backbone=BACKBONE, k=10)}) / 10
+        for q in data["queries"]]
+    assert np.mean(agreement) >= MIN_RECALL
+
+
 def test_scores_are_cosines_best_first(built, data):
     query = data["queries"][0]
     found = built[KIND_EXACT].query(query, backbone=BACKBONE, k=10)
