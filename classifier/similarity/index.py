@@ -136,6 +136,8 @@ class SimilarityIndex:
             EmbeddingFormatError: shapes disagree, ids repeat, or a vector is all zeros / NaN.
         """
         started = time.perf_counter()
+        if not hasattr(vectors, "shape"):  # a list; arrays (even memory-mapped) stay as they are
+            vectors = np.asarray(vectors, dtype=np.float32)
         ids, order = _checked_ids(ids, vectors)
         if kind == KIND_AUTO:
             kind = KIND_EXACT if len(ids) <= EXACT_MAX_COUNT else KIND_HNSW
