@@ -139,3 +139,21 @@ class IndexFileError(SimilarityError):
     default_message = (
         "The similarity index file is missing or unreadable. Rebuild the similarity index."
     )
+
+
+class NoEmbeddingModelError(SimilarityError):
+    """The active model outputs no image embedding (trained before embeddings, or imported)."""
+
+    default_message = (
+        "The active model outputs no image embedding. Train a model with a pretrained backbone "
+        "(the default) and activate it to compare products by image."
+    )
+
+
+class DuplicatePermissionError(SimilarityError):
+    """A user without the permission to change products tried to decide on a duplicate pair."""
+
+    default_message = (
+        "You may not change products. Ask an administrator for the \"Can change product\" "
+        "permission."
+    )
