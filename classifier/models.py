@@ -211,7 +211,12 @@ class ProductEmbedding(models.Model):
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
-        indexes = [models.Index(fields=["backbone", "updated_at"], name="embedding_backbone_idx")]
+        indexes = [
+            # Reading a backbone's vectors in id order (index rebuilds, the exact fallback).
+            models.Index(fields=["backbone", "product"], name="embedding_backbone_idx"),
+            # "Changed since the last rebuild?": the newest row of a backbone.
+            models.Index(fields=["backbone", "updated_at"], name="embedding_updated_idx"),
+        ]
 
     def __str__(self) -> str:
         return f"embedding of product {self.product_id} ({self.backbone})"

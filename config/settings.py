@@ -274,8 +274,10 @@ SIMILARITY = {
     # reach 0.92; different items never passed 0.88 (86,000 pairs; 99th percentile 0.74).
     "DUPLICATE_THRESHOLD": env.float("SIMILARITY_DUPLICATE_THRESHOLD", default=0.92),
     # Without an index file (before the first rebuild), queries scan the stored embeddings of up
-    # to this many products in the database (~60 ms at 5,000); larger catalogs wait for the index.
-    "EXACT_FALLBACK_MAX": env.int("SIMILARITY_EXACT_FALLBACK_MAX", default=5000),
+    # to this many products in the database: ~65 ms per 1,000 on two cores (bench/
+    # similar_products.py), so at most ~130 ms a request; larger catalogs get empty answers until
+    # the background rebuild has run (seconds after the first classification job).
+    "EXACT_FALLBACK_MAX": env.int("SIMILARITY_EXACT_FALLBACK_MAX", default=2000),
     # A stale index is rebuilt at most this often after classification jobs (a bulk import makes
     # one job per new image); the scheduled check picks up the rest.
     "REBUILD_MIN_SECONDS": env.int("SIMILARITY_REBUILD_MIN_SECONDS", default=60),

@@ -19,12 +19,8 @@ from classifier.models import (
     DuplicateDecisionKind,
     ordered_pair,
 )
-from classifier.services.similarity_index import (
-    DUPLICATE_NEIGHBOURS,
-    active_backbone,
-    build_index_file,
-    index_dir,
-)
+from classifier.services.duplicate_scan import DUPLICATE_NEIGHBOURS
+from classifier.services.similarity_index import active_backbone, build_index_file, index_dir
 
 logger = logging.getLogger(__name__)
 

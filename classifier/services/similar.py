@@ -118,14 +118,15 @@ def _exact_search(vector, backbone, limit, exclude, published_only):
                        "run (manage.py qcluster)", backbone, count)
         return []
     query = l2_normalise(vector)
-    scored: list[tuple[int, float]] = []
+    id_parts, score_parts = [np.empty(0, np.int64)], [np.empty(0, np.float32)]
     for ids, vectors in embeddings_iter(backbone=backbone, published_only=published_only):
-        if vectors.shape[1] != len(query):
-            continue
-        scored += zip(ids.tolist(), (vectors @ query).tolist())
-    scored = [(i, s) for i, s in scored if i not in exclude]
-    scored.sort(key=lambda item: (-item[1], item[0]))
-    return _with_products(scored[:limit], published_only)
+        if vectors.shape[1] == len(query):
+            keep = ~np.isin(ids, list(exclude))
+            id_parts.append(ids[keep])
+            score_parts.append(vectors[keep] @ query)
+    ids, scores = np.concatenate(id_parts), np.concatenate(score_parts)
+    best = np.lexsort((ids, -scores))[:limit]  # highest score first, ties by id
+    return _with_products(list(zip(ids[best].tolist(), scores[best].tolist())), published_only)
 
 
 def _with_products(scored: list[tuple[int, float]], published_only: bool

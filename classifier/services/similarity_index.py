@@ -3,9 +3,10 @@
 The rebuild (a django-q2 task: scheduled, and after classification jobs) reads the stored
 embeddings of the active model's backbone, writes the index file atomically under
 ``SIMILARITY["INDEX_DIR"]`` with ``classifier.similarity.index``, scans it for near-duplicate
-pairs (the duplicates page's candidates) and records what it saw in a small state file beside
-it. Web processes only open the file read-only (``open_index``): every process maps the same
-file, so the page cache holds one copy, and a rebuilt file is picked up by the next request.
+pairs (the duplicates page's candidates; see ``duplicate_scan``) and records what it saw in a
+small state file beside it. Web processes only open the file read-only (``open_index``): every
+process maps the same file, so the page cache holds one copy, and a rebuilt file is picked up
+by the next request.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import logging
 import os
 import re
 import tempfile
+import time
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -28,11 +30,11 @@ from django.db import transaction
 from django.db.models import Count, Max
 from django.utils import timezone
 
-from catalog.models import Product
 from classifier.exceptions import IndexFileError
 from classifier.models import DuplicateCandidate, ModelVersion, ProductEmbedding
+from classifier.services.duplicate_scan import duplicate_scan
 from classifier.services.embeddings import backbone_tag, embeddings_iter
-from classifier.similarity.index import DuplicatePair, SimilarityIndex, open_latest
+from classifier.similarity.index import SimilarityIndex, open_latest
 
 logger = logging.getLogger(__name__)
 
@@ -40,10 +42,10 @@ REFRESH_TASK = "classifier.tasks.similarity_index_refresh"
 INDEX_SUFFIX = ".simindex"
 STATE_SUFFIX = ".state.json"
 LOCK_NAME = ".rebuild.lock"
-# Neighbours the duplicate scan keeps per product: duplicates come in pairs or small groups.
-DUPLICATE_NEIGHBOURS = 5
-# Candidate rows written per INSERT.
-CANDIDATE_BATCH = 1000
+# A stale index waits this many times its last refresh's duration before the next one, when
+# that refresh took at least DUTY_MIN_SECONDS (shorter ones cost nothing worth rationing).
+REFRESH_DUTY = 4
+DUTY_MIN_SECONDS = 10
 
 
 @dataclass(frozen=True)
@@ -100,9 +102,13 @@ def similarity_index_refresh(*, force: bool = False, min_age_seconds: float = 0
     duplicate threshold setting changed. Runs one at a time per index folder (a file lock):
     a refresh finding another one running returns "busy" at once.
 
+    A stale index younger than ``REFRESH_DUTY`` times its last refresh's duration (when that
+    took ``DUTY_MIN_SECONDS`` or more) is left for a later run, so on a large catalog rebuilding
+    never takes more than about a fifth of a worker.
+
     Args:
-        force: Rebuild even when nothing changed.
-        min_age_seconds: Leave a stale index alone if it was built less than this long ago
+        force: Rebuild even when nothing changed, and rescan every pair for duplicates.
+        min_age_seconds: Also leave a stale index alone if it was built less than this long ago
             (the after-job trigger; the scheduled refresh passes 0 and picks it up).
     """
     backbone = active_backbone()
@@ -116,10 +122,9 @@ def similarity_index_refresh(*, force: bool = False, min_age_seconds: float = 0
         if not force and _is_fresh(backbone, state):
             return RefreshOutcome("fresh", backbone, state["count"], state["pairs"])
         if not force and state and index_path(backbone).exists() and (
-                timezone.now() - datetime.fromisoformat(state["snapshot_at"])
-        ).total_seconds() < min_age_seconds:
+                _age_seconds(state) < max(min_age_seconds, _duty_wait(state))):
             return RefreshOutcome("recent", backbone, state["count"], state["pairs"])
-        return _rebuild(backbone)
+        return _rebuild(backbone, state, full=force)
 
 
 def similarity_index_refresh_on_commit() -> None:
@@ -158,7 +163,8 @@ def build_index_file(path: Path, backbone: str) -> SimilarityIndex | None:
         return SimilarityIndex.build(path, ids=ids, vectors=vectors, backbone=backbone)
 
 
-def _rebuild(backbone: str) -> RefreshOutcome:
+def _rebuild(backbone: str, state: dict | None, *, full: bool) -> RefreshOutcome:
+    started = time.monotonic()
     path = index_path(backbone)
     snapshot_at = timezone.now()  # before reading: rows written from now on make it stale
     index = build_index_file(path, backbone)
@@ -168,33 +174,28 @@ def _rebuild(backbone: str) -> RefreshOutcome:
         _write_state(backbone, snapshot_at=snapshot_at, count=0, pairs=0)
         return RefreshOutcome("empty", backbone)
     threshold = settings.SIMILARITY["DUPLICATE_THRESHOLD"]
-    pairs = index.near_duplicates(threshold=threshold, k=DUPLICATE_NEIGHBOURS)
-    duplicate_candidates_replace(backbone=backbone, pairs=pairs, found_at=snapshot_at)
-    _write_state(backbone, snapshot_at=snapshot_at, count=index.count, pairs=len(pairs),
-                 kind=index.kind, build_seconds=round(index.build_seconds, 3))
+    scan = duplicate_scan(index, threshold=threshold, found_at=snapshot_at,
+                          changed=None if full else _changed_since(backbone, state))
+    seconds = time.monotonic() - started
+    _write_state(backbone, snapshot_at=snapshot_at, count=index.count, pairs=scan.pairs,
+                 kind=index.kind, scan=scan.kind, build_seconds=round(index.build_seconds, 3),
+                 refresh_seconds=round(seconds, 3))
     _remove_other_indexes(keep=path)
-    logger.info("Similarity index for %s rebuilt: %s products (%s) in %.1f s, %s duplicate "
-                "pairs at cosine >= %s", backbone, index.count, index.kind, index.build_seconds,
-                len(pairs), threshold)
-    return RefreshOutcome("built", backbone, index.count, len(pairs))
+    logger.info("Similarity index for %s rebuilt: %s products (%s), %s duplicate scan, %s "
+                "pairs at cosine >= %s; %.1f s", backbone, index.count, index.kind, scan.kind,
+                scan.pairs, threshold, seconds)
+    return RefreshOutcome("built", backbone, index.count, scan.pairs)
 
 
-@transaction.atomic
-def duplicate_candidates_replace(*, backbone: str, pairs: list[DuplicatePair],
-                                 found_at: datetime) -> int:
-    """Replace every stored candidate with these pairs (products deleted meanwhile skipped)."""
-    DuplicateCandidate.objects.all().delete()
-    ids = {i for pair in pairs for i in (pair.a, pair.b)}
-    existing = set()
-    id_list = sorted(ids)
-    for start in range(0, len(id_list), CANDIDATE_BATCH):
-        existing.update(Product.objects.filter(pk__in=id_list[start:start + CANDIDATE_BATCH])
-                        .values_list("pk", flat=True))
-    rows = [DuplicateCandidate(product_a_id=p.a, product_b_id=p.b, score=round(p.score, 4),
-                               backbone=backbone, found_at=found_at)
-            for p in pairs if p.a in existing and p.b in existing]
-    DuplicateCandidate.objects.bulk_create(rows, batch_size=CANDIDATE_BATCH)
-    return len(rows)
+def _changed_since(backbone: str, state: dict | None) -> list[int] | None:
+    """Products whose embeddings were written since the last scan, or None when the last scan
+    cannot be built on (none yet, or made at another threshold): then all are scanned."""
+    if not state or not state.get("scan") or (
+            state.get("threshold") != settings.SIMILARITY["DUPLICATE_THRESHOLD"]):
+        return None
+    since = datetime.fromisoformat(state["snapshot_at"])
+    return list(ProductEmbedding.objects.filter(backbone=backbone, updated_at__gte=since)
+                .values_list("product_id", flat=True))
 
 
 def _is_fresh(backbone: str, state: dict | None) -> bool:
@@ -206,6 +207,15 @@ def _is_fresh(backbone: str, state: dict | None) -> bool:
         state["snapshot_at"])
     return (stats["count"] == state["count"] and not changed
             and state.get("threshold") == settings.SIMILARITY["DUPLICATE_THRESHOLD"])
+
+
+def _duty_wait(state: dict) -> float:
+    took = state.get("refresh_seconds", 0)
+    return REFRESH_DUTY * took if took >= DUTY_MIN_SECONDS else 0
+
+
+def _age_seconds(state: dict) -> float:
+    return (timezone.now() - datetime.fromisoformat(state["snapshot_at"])).total_seconds()
 
 
 def _write_state(backbone: str, *, snapshot_at: datetime, count: int, pairs: int,

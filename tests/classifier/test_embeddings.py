@@ -160,3 +160,30 @@ def test_backfill_with_a_model_without_embeddings_says_how_to_fix(model_version,
     with pytest.raises(CommandError, match="outputs no image embedding.*pretrained backbone"):
         call_command("backfill_embeddings")
 
+
+
+def test_reading_back_decodes_any_codec_and_skips_corrupt_or_other_width_rows(db, caplog):
+    from classifier.services.embeddings import embeddings_iter
+    from classifier.similarity.encoding import CODEC_INT8, embedding_encode
+
+    rows = {"f16-a": embedding_encode(np.array([1, 2, 3], np.float32)),
+            "f16-b": embedding_encode(np.array([3, 2, 1], np.float32)),
+            "int8": embedding_encode(np.array([1, 0, 1], np.float32), codec=CODEC_INT8),
+            "corrupt": b"F2\x03\x00\x01",
+            "wider": embedding_encode(np.array([1, 1, 1, 1], np.float32))}
+    products = {}
+    for sku, blob in rows.items():
+        products[sku] = Product.objects.create(sku=sku, title=sku)
+        ProductEmbedding.objects.create(product=products[sku], backbone="b", dim=3, vector=blob)
+
+    batches = list(embeddings_iter(backbone="b", batch=2))
+
+    ids = np.concatenate([i for i, _ in batches]).tolist()
+    vectors = np.concatenate([v for _, v in batches])
+    assert ids == [products[s].pk for s in ("f16-a", "f16-b", "int8")]
+    np.testing.assert_allclose(vectors[0], unit([1, 2, 3]), atol=1e-3)
+    np.testing.assert_allclose(vectors[2], unit([1, 0, 1]), atol=1e-2)
+    assert f"Product {products['corrupt'].pk}: stored embedding skipped" in caplog.text
+    # Uniform float16 pages take the one-step path and agree with the row-by-row decode.
+    same = list(embeddings_iter(backbone="b", batch=1000))[0][1]
+    np.testing.assert_allclose(same[:2], vectors[:2], atol=1e-6)

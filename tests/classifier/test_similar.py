@@ -173,3 +173,32 @@ def test_chunk_store_skips_results_without_an_embedding(embedding_version, make_
                ItemResult(product_id=product.pk, prediction=Prediction("red", 0.9, [("red", 0.9)]))]
     assert product_embeddings_store(results=results, products=[product],
                                     model_version_id=embedding_version.pk) == 0
+
+
+def test_a_rebuild_rescans_only_changed_products_and_keeps_the_other_pairs(
+        shades, settings, make_product):
+    settings.SIMILARITY = {**settings.SIMILARITY, "DUPLICATE_THRESHOLD": 0.99}
+    similarity_index_refresh()
+    assert index_state(TINY_BACKBONE)["scan"] == "full"
+    green_2 = make_product(solid_color_jpeg((25, 226, 22)), sku="green-2", is_published=True)
+    classification_job_run_sync(products=[green_2.pk])
+
+    assert similarity_index_refresh().pairs == 2
+    assert index_state(TINY_BACKBONE)["scan"] == "incremental"
+    found = {(c.product_a.sku, c.product_b.sku) for c in DuplicateCandidate.objects.all()}
+    assert found == {("red-1", "red-2"), ("green", "green-2")}
+    similarity_index_refresh(force=True)  # a full rescan finds the same
+    assert index_state(TINY_BACKBONE)["scan"] == "full"
+    assert {(c.product_a.sku, c.product_b.sku) for c in DuplicateCandidate.objects.all()} == found
+
+
+def test_a_slow_last_refresh_holds_the_next_one_back(shades):
+    import json
+
+    similarity_index_refresh()
+    state_file = index_path(TINY_BACKBONE).with_suffix(".state.json")
+    state = json.loads(state_file.read_text())
+    state_file.write_text(json.dumps({**state, "refresh_seconds": 600}))  # as on a huge catalog
+    classification_job_run_sync(products=[shades["green"].pk])
+    assert similarity_index_refresh().status == "recent"
+    assert similarity_index_refresh(force=True).status == "built"
