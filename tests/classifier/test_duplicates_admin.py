@@ -124,3 +124,15 @@ def test_product_page_without_an_embedding_explains_why_nothing_is_shown(admin_c
     product = Product.objects.create(sku="NEW", title="New")
     page = admin_client.get(reverse("admin:catalog_product_change", args=[product.pk]))
     assert "No similar products yet" in page.content.decode()
+
+
+def test_decisions_are_listed_read_only_and_deleting_one_lists_the_pair_again(admin_client,
+                                                                             pairs):
+    decide(admin_client, pairs, "not_duplicate")
+    decision = DuplicateDecision.objects.get()
+    listing = admin_client.get(reverse("admin:classifier_duplicatedecision_changelist"))
+    assert "RED-A" in listing.content.decode() and "Not a duplicate" in listing.content.decode()
+    assert admin_client.get(reverse("admin:classifier_duplicatedecision_add")).status_code == 403
+    admin_client.post(reverse("admin:classifier_duplicatedecision_delete", args=[decision.pk]),
+                      {"post": "yes"})
+    assert "Similarity <strong>0.99" in admin_client.get(PAGE).content.decode()

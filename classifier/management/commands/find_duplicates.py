@@ -32,7 +32,7 @@ class Command(BaseCommand):
                                                   include_decided=options["include_decided"])
         except ClassifierError as exc:
             raise CommandError(exc.message) from exc
-        writer = csv.writer(self.stdout)
+        writer = csv.writer(self.stdout, lineterminator="\n")
         writer.writerow(COLUMNS)
         for pair in pairs:
             writer.writerow([pair.a.sku, pair.b.sku, f"{pair.score:.4f}", pair.a.title,
