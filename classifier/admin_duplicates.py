@@ -20,7 +20,12 @@ from catalog.models import Product
 from catalog.storage import thumbnail_url
 from classifier import selectors, services
 from classifier.exceptions import ClassifierError
-from classifier.services.similarity_index import REFRESH_TASK, active_backbone, index_state
+from classifier.services.similarity_index import (
+    REFRESH_TASK,
+    REFRESH_TIMEOUT_SECONDS,
+    active_backbone,
+    index_state,
+)
 
 # Pairs per page: each pair is two large images, so a screen or two of them.
 PAIRS_PER_PAGE = 20
@@ -121,5 +126,6 @@ def _ids(request) -> tuple[int, int]:
 def _rescan() -> str:
     from django_q.tasks import async_task
 
-    async_task(REFRESH_TASK, force=True, task_name="similarity-index-rescan")
+    async_task(REFRESH_TASK, force=True, task_name="similarity-index-rescan",
+               timeout=REFRESH_TIMEOUT_SECONDS)
     return "Scanning for duplicates in the background; reload this page in a minute."

@@ -15,6 +15,9 @@ REFRESH_TASK = "classifier.tasks.similarity_index_refresh"
 # finds nothing changed costs one query.
 EVERY_MINUTES = 5
 MINUTES = "I"  # django_q.models.Schedule.MINUTES
+# The task's own timeout (classifier.services.similarity_index.REFRESH_TIMEOUT_SECONDS): a full
+# rebuild of a large catalog outlasts the cluster's default.
+TASK_OPTIONS = "q_options={'timeout': 7200}"
 
 
 def create_schedule(apps, schema_editor):
@@ -22,7 +25,7 @@ def create_schedule(apps, schema_editor):
     schedule_model.objects.get_or_create(
         name=SCHEDULE_NAME,
         defaults={"func": REFRESH_TASK, "schedule_type": MINUTES, "minutes": EVERY_MINUTES,
-                  "repeats": -1},
+                  "repeats": -1, "kwargs": TASK_OPTIONS},
     )
 
 

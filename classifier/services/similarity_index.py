@@ -39,6 +39,11 @@ from classifier.similarity.index import SimilarityIndex, open_latest
 logger = logging.getLogger(__name__)
 
 REFRESH_TASK = "classifier.tasks.similarity_index_refresh"
+# A full rebuild of a large catalog (graph build, all-pairs duplicate scan) takes minutes to tens
+# of minutes, beyond the cluster's 10-minute default. Should the ORM broker hand the task to a
+# second worker meanwhile (after its retry delay), that copy finds the rebuild lock taken and
+# returns "busy" at once, so a timeout longer than the retry costs nothing here.
+REFRESH_TIMEOUT_SECONDS = 2 * 3600
 INDEX_SUFFIX = ".simindex"
 STATE_SUFFIX = ".state.json"
 LOCK_NAME = ".rebuild.lock"
@@ -134,7 +139,8 @@ def similarity_index_refresh_on_commit() -> None:
         from django_q.tasks import async_task
 
         async_task(REFRESH_TASK, min_age_seconds=settings.SIMILARITY["REBUILD_MIN_SECONDS"],
-                   task_name="similarity-index-refresh-after-job")
+                   task_name="similarity-index-refresh-after-job",
+                   timeout=REFRESH_TIMEOUT_SECONDS)
 
     transaction.on_commit(enqueue)
 

@@ -101,8 +101,8 @@ def test_scan_again_enqueues_a_forced_refresh(admin_client, pairs):
     tasks = broker.dequeue()
     broker.purge_queue()
     task = SignedPackage.loads(tasks[0][1])
-    assert (task["func"], task["kwargs"]) == ("classifier.tasks.similarity_index_refresh",
-                                              {"force": True})
+    assert (task["func"], task["kwargs"], task["timeout"]) == (
+        "classifier.tasks.similarity_index_refresh", {"force": True}, 7200)
 
 
 def test_page_before_any_scan_says_when_scans_happen(admin_client, embedding_version):

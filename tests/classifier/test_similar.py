@@ -202,3 +202,18 @@ def test_a_slow_last_refresh_holds_the_next_one_back(shades):
     classification_job_run_sync(products=[shades["green"].pk])
     assert similarity_index_refresh().status == "recent"
     assert similarity_index_refresh(force=True).status == "built"
+
+
+def test_the_scheduled_refresh_exists_with_its_own_timeout(db):
+    """The migration's schedule; its kwargs carry the task timeout the scheduler passes on."""
+    import ast
+
+    from django_q.models import Schedule
+
+    from classifier.services.similarity_index import REFRESH_TASK, REFRESH_TIMEOUT_SECONDS
+
+    schedule = Schedule.objects.get(func=REFRESH_TASK)
+    assert (schedule.schedule_type, schedule.minutes, schedule.repeats) == ("I", 5, -1)
+    kwargs = ast.parse(f"f({schedule.kwargs})").body[0].value.keywords
+    assert {k.arg: ast.literal_eval(k.value) for k in kwargs} == {
+        "q_options": {"timeout": REFRESH_TIMEOUT_SECONDS}}
