@@ -22,8 +22,11 @@ The ``module`` method is ``classifier.similarity.index`` itself (the approach ch
 numbers); with it, two processes then map its file at once and report Rss and Pss, to show that
 web processes share one copy through the page cache.
 
-``--quick`` runs N=10,000 only (a minute or two); the default sizes take ~an hour at 1M and up
-to ~12 GB of RAM (page cache included) and ~25 GB of disk, freed as each index is measured.
+``--quick`` runs N=10,000 only (a few minutes). N=100k with every method takes ~25 min here; 1M
+with ``--dims 1280 --methods module,exact-f32,exact-f16,faiss-hnsw`` took 80 min (an HNSW build
+of 1M x 1280 is ~25-30 min on 2 cores), up to ~13 GB of RAM (faiss's build, mapped source pages
+included) and ~17 GB of disk, freed as each index is measured. hnswlib rows run only where it
+is installed (it ships no wheels, so it is not pinned).
 """
 
 from __future__ import annotations
