@@ -173,19 +173,22 @@ def _rebuild(backbone: str, state: dict | None, *, full: bool) -> RefreshOutcome
     started = time.monotonic()
     path = index_path(backbone)
     snapshot_at = timezone.now()  # before reading: rows written from now on make it stale
+    # Rows, not indexed vectors, decide freshness: a row that cannot be decoded is left out of
+    # the index but must not make every later check see a change.
+    rows = ProductEmbedding.objects.filter(backbone=backbone).count()
     index = build_index_file(path, backbone)
     if index is None:
         _remove(path)
         DuplicateCandidate.objects.all().delete()
-        _write_state(backbone, snapshot_at=snapshot_at, count=0, pairs=0)
+        _write_state(backbone, snapshot_at=snapshot_at, count=0, rows=rows, pairs=0)
         return RefreshOutcome("empty", backbone)
     threshold = settings.SIMILARITY["DUPLICATE_THRESHOLD"]
     scan = duplicate_scan(index, threshold=threshold, found_at=snapshot_at,
                           changed=None if full else _changed_since(backbone, state))
     seconds = time.monotonic() - started
-    _write_state(backbone, snapshot_at=snapshot_at, count=index.count, pairs=scan.pairs,
-                 kind=index.kind, scan=scan.kind, build_seconds=round(index.build_seconds, 3),
-                 refresh_seconds=round(seconds, 3))
+    _write_state(backbone, snapshot_at=snapshot_at, count=index.count, rows=rows,
+                 pairs=scan.pairs, kind=index.kind, scan=scan.kind,
+                 build_seconds=round(index.build_seconds, 3), refresh_seconds=round(seconds, 3))
     _remove_other_indexes(keep=path)
     logger.info("Similarity index for %s rebuilt: %s products (%s), %s duplicate scan, %s "
                 "pairs at cosine >= %s; %.1f s", backbone, index.count, index.kind, scan.kind,
@@ -211,7 +214,7 @@ def _is_fresh(backbone: str, state: dict | None) -> bool:
         count=Count("pk"), last=Max("updated_at"))
     changed = stats["last"] is not None and stats["last"] >= datetime.fromisoformat(
         state["snapshot_at"])
-    return (stats["count"] == state["count"] and not changed
+    return (stats["count"] == state.get("rows") and not changed
             and state.get("threshold") == settings.SIMILARITY["DUPLICATE_THRESHOLD"])
 
 
@@ -224,10 +227,10 @@ def _age_seconds(state: dict) -> float:
     return (timezone.now() - datetime.fromisoformat(state["snapshot_at"])).total_seconds()
 
 
-def _write_state(backbone: str, *, snapshot_at: datetime, count: int, pairs: int,
+def _write_state(backbone: str, *, snapshot_at: datetime, count: int, rows: int, pairs: int,
                  **extra) -> None:
     state = {"backbone": backbone, "snapshot_at": snapshot_at.isoformat(), "count": count,
-             "pairs": pairs, "threshold": settings.SIMILARITY["DUPLICATE_THRESHOLD"],
+             "rows": rows, "pairs": pairs, "threshold": settings.SIMILARITY["DUPLICATE_THRESHOLD"],
              "built_at": timezone.now().isoformat(), **extra}
     target = index_path(backbone).with_suffix(STATE_SUFFIX)
     scratch = target.with_name(f".{target.name}.tmp")

@@ -217,3 +217,10 @@ def test_the_scheduled_refresh_exists_with_its_own_timeout(db):
     kwargs = ast.parse(f"f({schedule.kwargs})").body[0].value.keywords
     assert {k.arg: ast.literal_eval(k.value) for k in kwargs} == {
         "q_options": {"timeout": REFRESH_TIMEOUT_SECONDS}}
+
+
+def test_a_stored_row_that_cannot_be_read_is_left_out_without_keeping_the_index_stale(shades):
+    ProductEmbedding.objects.filter(product=shades["blue"]).update(vector=b"F2\x03\x00xx")
+    assert similarity_index_refresh().count == 4
+    assert similarity_index_refresh().status == "fresh"
+    assert similar_products(product=shades["blue"]) == []
