@@ -5,7 +5,12 @@ from django.core.paginator import Paginator
 from django.utils.html import format_html
 
 from classifier import admin_exports, selectors
-from classifier.models import ClassificationJob, ModelVersion, PredictionRecord
+from classifier.models import (
+    ClassificationJob,
+    DuplicateDecision,
+    ModelVersion,
+    PredictionRecord,
+)
 from training.admin_model_version import ModelVersionTrainingMixin
 
 # Products listed per page on a job's page (a job may cover a whole catalog).
@@ -86,3 +91,22 @@ class PredictionRecordAdmin(admin.ModelAdmin):
 
     def has_change_permission(self, request, obj=None):
         return False  # History: what a model said; nothing on its page can be saved.
+
+
+@admin.register(DuplicateDecision)
+class DuplicateDecisionAdmin(admin.ModelAdmin):
+    """What people decided on the duplicates page. Deleting a decision lists its pair there
+    again (as long as the scan still finds it)."""
+
+    list_display = ["product_a", "product_b", "kind", "unpublished", "score", "decided_by",
+                    "decided_at"]
+    list_filter = ["kind"]
+    search_fields = ["product_a__sku", "product_b__sku", "product_a__title", "product_b__title"]
+    list_select_related = ["product_a", "product_b", "unpublished", "decided_by"]
+    readonly_fields = [f.name for f in DuplicateDecision._meta.fields]
+
+    def has_add_permission(self, request):
+        return False  # decisions are made on the duplicates page
+
+    def has_change_permission(self, request, obj=None):
+        return False

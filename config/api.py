@@ -15,6 +15,7 @@ from classifier.exceptions import (
     ModelContractError,
     ModelLoadError,
     NoActiveModelError,
+    NoEmbeddingModelError,
 )
 from training.exceptions import TrainingError, WeightsUnavailableError
 
@@ -27,6 +28,7 @@ _STATUS_BY_ERROR: list[tuple[type[Exception], int, str]] = [
     (NoActiveModelError, 503, "no_active_model"),
     (ModelLoadError, 503, "model_unavailable"),
     (ModelContractError, 503, "model_unavailable"),
+    (NoEmbeddingModelError, 503, "no_embedding_model"),
     (ImageError, 400, "invalid_image"),
     (ClassifierError, 400, "classifier_error"),
     (ImageNotFoundError, 404, "image_not_found"),

@@ -17,7 +17,9 @@ from classifier.exceptions import ClassifierError, ModelContractError, NoActiveM
 from classifier.models import ClassificationJob, JobStatus, PredictionRecord
 from classifier.runtime import LoadedModel, active_model_key, get_active_model
 from classifier.services.classify import classify_products, exception_text
+from classifier.services.embeddings import product_embeddings_store
 from classifier.services.results import ItemResult, results_apply
+from classifier.services.similarity_index import similarity_index_refresh_on_commit
 
 logger = logging.getLogger(__name__)
 
@@ -147,6 +149,9 @@ def _record(job_id: int, product_ids: list[int], products: list[Product],
             done_count=F("done_count") + done, failed_count=F("failed_count") + failed,
             total=F("total") - vanished, last_progress_at=timezone.now(),
         )
+        if model_version_id is not None:
+            product_embeddings_store(results=results, products=products,
+                                     model_version_id=model_version_id)
         _finish_if_complete(job_id)
     return done, failed
 
@@ -301,6 +306,7 @@ def _finish(job_id: int) -> None:
         status=JobStatus.FAILED if failed_all else JobStatus.SUCCEEDED,
         finished_at=timezone.now(),
     )
+    similarity_index_refresh_on_commit()
 
 
 def _enqueue_chunks(job_id: int, chunks: list[list[int]], *, resumed: bool = False) -> None:

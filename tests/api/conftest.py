@@ -10,7 +10,12 @@ from rest_framework.test import APIClient
 from catalog.models import Category, Product
 from classifier.models import ModelVersion
 from tests.support.model_versions import stored_model_version
-from tests.support.tiny_model import make_tiny_tflite, solid_color_jpeg, tiny_contract
+from tests.support.tiny_model import (
+    make_tiny_tflite,
+    make_tiny_tflite_with_embedding,
+    solid_color_jpeg,
+    tiny_contract,
+)
 
 # Every permission the staff role holds in these tests: the API's write and read rights.
 STAFF_PERMISSIONS = [
@@ -77,8 +82,16 @@ def catalog(db) -> dict:
     }
 
 
+def store_tiny_model(*, embedding: bool, number: int = 1) -> ModelVersion:
+    """The tiny red/green/blue classifier stored and active; with ``embedding`` it also outputs
+    the image's mean colour as a 3-d embedding (two outputs, like the pretrained pipeline's)."""
+    content = make_tiny_tflite_with_embedding() if embedding else make_tiny_tflite()
+    return stored_model_version(content, labels=["red", "green", "blue"], number=number,
+                                contract=tiny_contract(), embedding_dim=3 if embedding else 0,
+                                embedding_backbone="tiny-mean-colour" if embedding else "")
+
+
 @pytest.fixture
 def active_model(db) -> ModelVersion:
-    """The tiny red/green/blue classifier, stored and active."""
-    return stored_model_version(make_tiny_tflite(), labels=["red", "green", "blue"], number=1,
-                                contract=tiny_contract())
+    """The tiny classifier with an embedding output, stored and active."""
+    return store_tiny_model(embedding=True)

@@ -42,13 +42,16 @@ _numbers = itertools.count(1)
 
 @pytest.fixture
 def make_model_version(db):
-    def make(labels=DEFAULT_LABELS, *, activate=True, embedding=False) -> ModelVersion:
+    def make(labels=DEFAULT_LABELS, *, activate=True, embedding=False,
+             backbone="") -> ModelVersion:
+        """A tiny model; ``embedding=True`` adds the mean-colour embedding output, declared as
+        ``backbone`` (empty: undeclared, as for an imported model)."""
+        maker = make_tiny_tflite_with_embedding if embedding else make_tiny_tflite
         number = next(_numbers) + ModelVersion.objects.count() * 1000
-        content = (make_tiny_tflite_with_embedding(labels=tuple(labels)) if embedding
-                   else make_tiny_tflite(labels=tuple(labels)))
-        return stored_model_version(content, labels=labels, number=number,
+        return stored_model_version(maker(labels=tuple(labels)), labels=labels, number=number,
                                     contract=tiny_contract(), activate=activate,
-                                    embedding_dim=3 if embedding else 0)
+                                    embedding_dim=3 if embedding else 0,
+                                    embedding_backbone=backbone)
 
     return make
 
@@ -56,6 +59,15 @@ def make_model_version(db):
 @pytest.fixture
 def model_version(make_model_version, categories):
     return make_model_version()
+
+
+@pytest.fixture
+def embedding_version(make_model_version, categories):
+    """The active tiny model with a 3-d embedding (the image's mean colour)."""
+    return make_model_version(embedding=True, backbone=TINY_BACKBONE)
+
+
+TINY_BACKBONE = "tiny-mean-colour"
 
 
 @pytest.fixture

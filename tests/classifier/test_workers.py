@@ -102,3 +102,26 @@ def test_serving_path_never_imports_tensorflow(transactional_db, model_version, 
     assert result.returncode == 0, result.stderr
     assert "'done': 2" in result.stdout
     assert result.stdout.strip().endswith("NO-TF")
+
+
+def test_workers_store_embeddings_and_rebuild_the_similarity_index_after_the_job(
+        qcluster, settings, embedding_version, make_product):
+    from classifier.models import DuplicateCandidate, ProductEmbedding
+    from classifier.services.similar import similar_products
+    from classifier.services.similarity_index import index_path, index_state
+
+    products = [make_product(solid_color_jpeg(c), is_published=True)
+                for c in (RED, (215, 25, 30), GREEN, BLUE)]
+    # The cluster's environment carries the test's index folder (django_fixtures.QCluster).
+    cluster = qcluster(env_extra={"SIMILARITY_DUPLICATE_THRESHOLD": "0.99"})
+    job = classification_job_start(products=Product.objects.all(), scope="similarity")
+
+    cluster.wait_for(lambda: index_state(embedding_version.embedding_backbone) is not None,
+                     "the after-job index rebuild")
+    assert _job(job.pk).status == JobStatus.SUCCEEDED
+    assert ProductEmbedding.objects.count() == 4
+    assert index_path(embedding_version.embedding_backbone).is_file()
+    pair = DuplicateCandidate.objects.get()
+    assert {pair.product_a, pair.product_b} == set(products[:2])
+    # This (web) process maps the file the worker wrote.
+    assert similar_products(product=products[0], limit=1)[0].product == products[1]

@@ -24,7 +24,7 @@ MAX_SCREENSHOT_BYTES = 300 * 1024
 # The pages the README's tour shows; every screenshot is kept as a test artifact, and with
 # SAVE_README_SCREENSHOTS=1 these are also written to docs/screenshots/.
 README_PAGES = {"dashboard", "changelist-predictions", "job-progress", "review-page",
-                "product-page", "model-version-report"}
+                "product-page", "model-version-report", "duplicates-page"}
 PASSWORD = "e2e-Admin-password-1"
 
 

@@ -12,7 +12,8 @@ from classifier.contract import InputContract
 
 def stored_model_version(content: bytes, *, labels: Sequence[str], number: int,
                          contract: InputContract, architecture: str = "tiny",
-                         activate: bool = True, embedding_dim: int = 0):
+                         activate: bool = True, embedding_dim: int = 0,
+                         embedding_backbone: str = ""):
     """Save ``content`` as version ``number`` through the models storage; activate it.
 
     ``embedding_dim``: the width of the model's embedding output, when it has one.
@@ -24,7 +25,7 @@ def stored_model_version(content: bytes, *, labels: Sequence[str], number: int,
                            input_contract=contract.to_dict(), size_bytes=len(content),
                            checksum=hashlib.sha256(content).hexdigest(),
                            embedding_dim=embedding_dim,
-                           embedding_backbone=f"{architecture}-embedding" if embedding_dim else "")
+                           embedding_backbone=embedding_backbone)
     version.file.save(f"{architecture}-{number}.tflite", ContentFile(content), save=False)
     version.save()
     if activate:
