@@ -2,7 +2,8 @@
 
 import pytest
 
-pytest_plugins = ["tests.support.django_fixtures", "tests.support.appwrite_fixtures"]
+pytest_plugins = ["tests.support.django_fixtures", "tests.support.appwrite_fixtures",
+                  "tests.support.pretrained"]
 
 # Fixtures that mean a test needs the database (and so runs again on PostgreSQL + Redis in CI).
 _DB_FIXTURES = {"db", "transactional_db", "django_db_setup", "live_server", "admin_client",

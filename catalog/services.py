@@ -9,6 +9,7 @@ import posixpath
 from dataclasses import dataclass
 
 from django.conf import settings
+from django.contrib.admin.models import CHANGE, LogEntry
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 from django.db.models import Q
@@ -124,6 +125,31 @@ def product_update(
     product.full_clean()
     product.save()
     return product
+
+@transaction.atomic
+def product_unpublish(*, product: Product, user=None, reason: str = "") -> Product:
+    """Take a product off the storefront; its record, image and history stay.
+
+    With a ``user`` the product's admin history gets a line saying why ("Unpublished: duplicate
+    of SKU-1"). Unpublishing an unpublished product changes nothing but is still logged, so a
+    person's decision is always on record.
+    """
+    if product.is_published:
+        product.is_published = False
+        product.save(update_fields=["is_published", "updated_at"])
+    product_history_log(product=product, user=user,
+                        message=f"Unpublished: {reason}" if reason else "Unpublished")
+    return product
+
+
+def product_history_log(*, product: Product, user, message: str) -> None:
+    """One line in the product's admin history (when a person acted) and in the log."""
+    if user is not None:
+        LogEntry.objects.log_actions(user_id=user.pk, queryset=[product], action_flag=CHANGE,
+                                     change_message=message, single_object=True)
+    logger.info("Product %s (%s): %s, by %s", product.pk, product.sku, message,
+                getattr(user, "pk", None) or "system")
+
 
 # --- Appwrite files and products (webhook deliveries, bucket import) ---------------------------
 

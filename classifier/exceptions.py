@@ -108,3 +108,52 @@ class ReviewPermissionError(ClassifierError):
         "You may not change product categories. Ask an administrator for the \"Can change "
         "product\" permission."
     )
+
+
+class SimilarityError(ClassifierError):
+    """Base error of the similarity index (similar products, search by photo, duplicates)."""
+
+    default_message = "The similarity index failed. Rebuild it from the stored embeddings."
+
+
+class EmbeddingFormatError(SimilarityError):
+    """An embedding is malformed: wrong shape, all zeros/NaN, or stored bytes that are corrupt."""
+
+    default_message = (
+        "An embedding is malformed. Classify the product's image again to store a fresh one."
+    )
+
+
+class BackboneMismatchError(SimilarityError):
+    """A query embedding comes from another backbone (or width) than the index was built with."""
+
+    default_message = (
+        "The embedding comes from another backbone than the similarity index. Rebuild the index "
+        "after changing the backbone, or backfill embeddings with the active model."
+    )
+
+
+class IndexFileError(SimilarityError):
+    """The similarity index file is missing, truncated, or written by another format version."""
+
+    default_message = (
+        "The similarity index file is missing or unreadable. Rebuild the similarity index."
+    )
+
+
+class NoEmbeddingModelError(SimilarityError):
+    """The active model outputs no image embedding (trained before embeddings, or imported)."""
+
+    default_message = (
+        "The active model outputs no image embedding. Train a model with a pretrained backbone "
+        "(the default) and activate it to compare products by image."
+    )
+
+
+class DuplicatePermissionError(SimilarityError):
+    """A user without the permission to change products tried to decide on a duplicate pair."""
+
+    default_message = (
+        "You may not change products. Ask an administrator for the \"Can change product\" "
+        "permission."
+    )

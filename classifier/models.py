@@ -191,3 +191,99 @@ class PredictionRecord(models.Model):
 
     def __str__(self) -> str:
         return f"{self.product_id} → {self.label or self.outcome} (v{self.model_version_id})"
+
+
+class ProductEmbedding(models.Model):
+    """The embedding of a product's image, as the classification pass computed it.
+
+    Stored compactly (``classifier.similarity.encoding``: L2-normalised float16, 2 bytes per
+    dimension) and tagged with the backbone that computed it: vectors of two backbones live in
+    different spaces and are never compared. ``image_name`` is the storage name of the image the
+    vector came from; a new upload gets a new name, so a differing name means "re-embed".
+    """
+
+    product = models.OneToOneField(
+        "catalog.Product", on_delete=models.CASCADE, primary_key=True, related_name="embedding",
+    )
+    backbone = models.CharField(
+        max_length=120, help_text="Backbone (and weights) that computed the vector.",
+    )
+    dim = models.PositiveIntegerField(help_text="Dimensions of the vector.")
+    vector = models.BinaryField(help_text="Encoded unit vector (classifier.similarity.encoding).")
+    model_version = models.ForeignKey(
+        ModelVersion, null=True, blank=True, on_delete=models.SET_NULL, related_name="+",
+    )
+    image_name = models.CharField(max_length=255, blank=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["backbone", "updated_at"], name="embedding_backbone_idx")]
+
+    def __str__(self) -> str:
+        return f"embedding of product {self.product_id} ({self.backbone})"
+
+
+def ordered_pair(a: int, b: int) -> tuple[int, int]:
+    """A product pair with the smaller id first: one row per pair, whichever way it was found."""
+    return (a, b) if a < b else (b, a)
+
+
+class ProductPair(models.Model):
+    """Two products, the smaller id in ``product_a`` (see ``ordered_pair``), one row per pair."""
+
+    product_a = models.ForeignKey("catalog.Product", on_delete=models.CASCADE, related_name="+")
+    product_b = models.ForeignKey("catalog.Product", on_delete=models.CASCADE, related_name="+")
+
+    class Meta:
+        abstract = True
+        constraints = [
+            models.UniqueConstraint(fields=["product_a", "product_b"],
+                                    name="%(app_label)s_%(class)s_one_per_pair"),
+            models.CheckConstraint(condition=Q(product_a__lt=models.F("product_b")),
+                                   name="%(app_label)s_%(class)s_pair_ordered"),
+        ]
+
+
+class DuplicateCandidate(ProductPair):
+    """Two products whose images look near-identical, found by the last similarity scan.
+
+    Rewritten for the active backbone by every index rebuild; the duplicates page lists the
+    ones nobody has decided on yet (see ``DuplicateDecision``).
+    """
+
+    score = models.FloatField(help_text="Cosine similarity of the two image embeddings.")
+    backbone = models.CharField(max_length=120)
+    found_at = models.DateTimeField()
+
+    class Meta(ProductPair.Meta):
+        ordering = ["-score", "product_a", "product_b"]
+
+    def __str__(self) -> str:
+        return f"{self.product_a_id} ~ {self.product_b_id} ({self.score:.3f})"
+
+
+class DuplicateDecisionKind(models.TextChoices):
+    NOT_DUPLICATE = "not_duplicate", "Not a duplicate"
+    COPY_UNPUBLISHED = "copy_unpublished", "Copy unpublished"
+
+
+class DuplicateDecision(ProductPair):
+    """A person's answer about a pair of products: it is never listed as a duplicate again."""
+
+    kind = models.CharField(max_length=20, choices=DuplicateDecisionKind.choices)
+    unpublished = models.ForeignKey(
+        "catalog.Product", null=True, blank=True, on_delete=models.SET_NULL, related_name="+",
+        help_text="The copy that was unpublished.",
+    )
+    score = models.FloatField(null=True, blank=True, help_text="Similarity when decided.")
+    decided_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+        related_name="+",
+    )
+    decided_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta(ProductPair.Meta):
+        ordering = ["-decided_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"{self.product_a_id} / {self.product_b_id}: {self.get_kind_display()}"

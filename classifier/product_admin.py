@@ -14,7 +14,7 @@ from django.urls import path, reverse
 from django.utils.html import format_html
 
 from catalog.models import ReviewStatus
-from classifier import admin_review, selectors, services
+from classifier import admin_duplicates, admin_review, selectors, services
 from classifier.exceptions import ClassifierError
 
 try:  # The storage helper's resized thumbnails; the original image otherwise.
@@ -110,6 +110,10 @@ class ProductClassificationAdminMixin:
                  name="catalog_product_classify_unclassified"),
             path("review/", view(lambda request: admin_review.review_view(self, request)),
                  name="catalog_product_review"),
+            path("duplicates/", view(lambda request: admin_duplicates.duplicates_view(
+                self, request)), name="catalog_product_duplicates"),
+            path("duplicates/decide/", view(lambda request: admin_duplicates.duplicate_decide_view(
+                self, request)), name="catalog_product_duplicate_decide"),
             path("<path:object_id>/decide/",
                  view(lambda request, object_id: admin_review.decide_view(self, request,
                                                                           object_id)),
@@ -121,6 +125,7 @@ class ProductClassificationAdminMixin:
         extra_context = {**(extra_context or {}),
                          "can_classify": self.has_change_permission(request),
                          "review_count": selectors.products_needing_review_count(),
+                         "duplicate_count": selectors.duplicate_candidates_undecided().count(),
                          "needs_review_query": f"review_status__exact={ReviewStatus.NEEDS_REVIEW}"}
         return super().changelist_view(request, extra_context=extra_context)
 
@@ -128,7 +133,8 @@ class ProductClassificationAdminMixin:
         product = self.get_object(request, object_id)
         if product is not None:
             extra_context = {**(extra_context or {}), "review_panel":
-                             admin_review.product_panel_context(self, request, product)}
+                             admin_review.product_panel_context(self, request, product),
+                             "similar": admin_duplicates.similar_panel_context(product)}
         return super().change_view(request, object_id, form_url, extra_context=extra_context)
 
     def _start_job(self, request, *, products, scope: str) -> None:

@@ -4,15 +4,18 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from django.db.models import Case, Count, F, QuerySet, When
+from django.db.models import Case, Count, Exists, F, OuterRef, QuerySet, When
 
 from catalog.models import Category, CategorySource, Product, ReviewStatus
 from classifier.models import (
     ClassificationJob,
+    DuplicateCandidate,
+    DuplicateDecision,
     JobStatus,
     ModelVersion,
     PredictionOutcome,
     PredictionRecord,
+    ProductEmbedding,
 )
 
 # Jobs that still hold workers' attention: shown on the dashboard as "running".
@@ -27,6 +30,15 @@ def products_unclassified():
     """Products the classifier has not looked at yet and that have an image to look at."""
     return Product.objects.filter(review_status=ReviewStatus.UNCLASSIFIED, image_missing=False
                                   ).exclude(image="")
+
+
+def products_without_current_embedding(*, backbone: str) -> QuerySet[Product]:
+    """Products with an image but no embedding of that image by ``backbone``: never embedded,
+    embedded by another backbone, or given a new image since (a new upload has a new name)."""
+    current = ProductEmbedding.objects.filter(product=OuterRef("pk"), backbone=backbone,
+                                              image_name=OuterRef("image"))
+    return (Product.objects.filter(image_missing=False).exclude(image="")
+            .exclude(Exists(current)))
 
 
 def job_records(*, job) -> QuerySet:
@@ -90,3 +102,15 @@ def products_auto_filled_since(*, since: datetime) -> QuerySet[Product]:
 
 def classification_jobs_unfinished() -> QuerySet[ClassificationJob]:
     return ClassificationJob.objects.filter(status__in=UNFINISHED_JOB_STATUSES)
+
+
+# --- duplicates ---------------------------------------------------------------------------------
+
+
+def duplicate_candidates_undecided() -> QuerySet[DuplicateCandidate]:
+    """The last scan's duplicate pairs that nobody has decided on, most alike first."""
+    decided = DuplicateDecision.objects.filter(product_a=OuterRef("product_a"),
+                                               product_b=OuterRef("product_b"))
+    return (DuplicateCandidate.objects.exclude(Exists(decided))
+            .select_related("product_a__category", "product_b__category")
+            .order_by("-score", "product_a", "product_b"))

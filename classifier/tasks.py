@@ -16,3 +16,9 @@ def classification_chunk_hook(task) -> None:
 def classification_jobs_resume_stalled() -> int:
     """Scheduled (see migration 0003): re-enqueue chunks lost with a killed worker."""
     return services.classification_jobs_resume_stalled()
+
+
+def similarity_index_refresh(min_age_seconds: float = 0, force: bool = False) -> str:
+    """Scheduled (see migration 0006) and enqueued after classification jobs: rebuild the
+    similarity index and duplicate candidates when the stored embeddings changed."""
+    return services.similarity_index_refresh(force=force, min_age_seconds=min_age_seconds).status

@@ -18,6 +18,7 @@ _STATUS_BY_ERROR: list[tuple[str, int, str]] = [
     ("classifier.exceptions.NoActiveModelError", 503, "no_active_model"),
     ("classifier.exceptions.ModelLoadError", 503, "model_unavailable"),
     ("classifier.exceptions.ModelContractError", 503, "model_unavailable"),
+    ("classifier.exceptions.NoEmbeddingModelError", 503, "no_embedding_model"),
     ("classifier.exceptions.ImageError", 400, "invalid_image"),
     ("classifier.exceptions.ClassifierError", 400, "classifier_error"),
     ("catalog.exceptions.ImageNotFoundError", 404, "image_not_found"),

@@ -262,6 +262,25 @@ CLASSIFIER = {
     "AUTO_CLASSIFY": env.bool("CLASSIFIER_AUTO_CLASSIFY", default=True),
 }
 
+# --- Similar products, search by photo, duplicates ---------------------------------------------
+SIMILARITY = {
+    # One index file per backbone, rebuilt in the background and memory-mapped read-only by every
+    # web process (they share one copy through the page cache). Several hosts need this folder on
+    # shared storage, or each host runs its own qcluster to rebuild it.
+    "INDEX_DIR": Path(env.str("SIMILARITY_INDEX_DIR", default=str(VAR_DIR / "similarity"))),
+    # Cosine similarity at or above which two products' images count as duplicates. Measured
+    # with bench/duplicate_threshold.py on the demo catalog through the exported model: copies of
+    # one photo (re-encoded, downscaled, cropped, brightened, shifted) score 0.90-0.99 and 96 %
+    # reach 0.92; different items never passed 0.88 (86,000 pairs; 99th percentile 0.74).
+    "DUPLICATE_THRESHOLD": env.float("SIMILARITY_DUPLICATE_THRESHOLD", default=0.92),
+    # Without an index file (before the first rebuild), queries scan the stored embeddings of up
+    # to this many products in the database (~60 ms at 5,000); larger catalogs wait for the index.
+    "EXACT_FALLBACK_MAX": env.int("SIMILARITY_EXACT_FALLBACK_MAX", default=5000),
+    # A stale index is rebuilt at most this often after classification jobs (a bulk import makes
+    # one job per new image); the scheduled check picks up the rest.
+    "REBUILD_MIN_SECONDS": env.int("SIMILARITY_REBUILD_MIN_SECONDS", default=60),
+}
+
 # --- Auth, i18n -----------------------------------------------------------------------------------
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},

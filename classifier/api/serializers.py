@@ -1,9 +1,12 @@
-"""Serializers for classification on demand, classification jobs and model versions."""
+"""Serializers for classifying on demand, jobs, model versions, similar products, photo search."""
 
 from rest_framework import serializers
 
+from catalog.api.serializers import ProductListSerializer
 from catalog.models import ReviewStatus
 from classifier.models import ClassificationJob, ModelVersion
+from classifier.services.similar import DEFAULT_LIMIT as DEFAULT_SIMILAR_LIMIT
+from classifier.services.similar import MAX_LIMIT as MAX_SIMILAR_LIMIT
 
 # Products one job request may name by id: a page of staff selections, not a whole catalog
 # (use a filter for that). Keeps the request body and the IN (...) list bounded.
@@ -105,3 +108,50 @@ class ClassifyResultSerializer(serializers.Serializer):
     top_k = ScoredLabelSerializer(many=True)
     model_version = serializers.IntegerField(allow_null=True,
                                              help_text="Number of the model version used.")
+
+
+# --- Similar products and search by photo --------------------------------------------------------
+
+class SimilarQuerySerializer(serializers.Serializer):
+    """``?limit=``: how many products to return."""
+
+    limit = serializers.IntegerField(required=False, default=DEFAULT_SIMILAR_LIMIT, min_value=1,
+                                     max_value=MAX_SIMILAR_LIMIT,
+                                     help_text=f"1 to {MAX_SIMILAR_LIMIT}.")
+
+
+class SimilarProductSerializer(serializers.Serializer):
+    """One result: how alike the images are, and the product as a storefront tile."""
+
+    score = serializers.FloatField(
+        help_text="Cosine similarity of the two images' embeddings: 1 is the same picture, "
+                  "above ~0.9 near-identical, below ~0.5 unrelated.")
+    product = ProductListSerializer()
+
+
+class SimilarProductsSerializer(serializers.Serializer):
+    """Published products whose images look most like this product's, most alike first."""
+
+    product = serializers.IntegerField(help_text="The id the products are similar to.")
+    results = SimilarProductSerializer(many=True)
+
+
+class SearchByImageRequestSerializer(serializers.Serializer):
+    """The photo to search with (multipart)."""
+
+    image = serializers.FileField(help_text="JPEG, PNG, GIF, WebP, BMP or TIFF.")
+
+
+class SearchByImageResultSerializer(serializers.Serializer):
+    """Published products whose images look most like the photo, most alike first."""
+
+    model_version = serializers.IntegerField(
+        help_text="Number of the model version that embedded the photo.")
+    results = SimilarProductSerializer(many=True)
+
+
+class ErrorSerializer(serializers.Serializer):
+    """Every error body: a message saying how to fix it, and a machine-readable code."""
+
+    detail = serializers.CharField()
+    code = serializers.CharField()

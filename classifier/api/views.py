@@ -1,6 +1,13 @@
-"""API views: classify an image now, classification jobs, model versions."""
+"""API views: classify an image now, similar products, search by photo, jobs, model versions."""
 
-from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_view
+from django.shortcuts import get_object_or_404
+from drf_spectacular.utils import (
+    OpenApiExample,
+    OpenApiParameter,
+    OpenApiResponse,
+    extend_schema,
+    extend_schema_view,
+)
 from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.permissions import AllowAny
@@ -11,7 +18,7 @@ from rest_framework.views import APIView
 from catalog.api.permissions import StaffModelPermissions, staff_with
 from catalog.api.routing import ID_PATTERN
 from catalog.api.uploads import image_upload_bytes, stored_image_bytes
-from catalog.selectors import product_list_for_classification
+from catalog.selectors import product_list_for_classification, product_list_for_storefront
 from classifier import selectors
 from classifier.api import serializers as api
 from classifier.exceptions import ClassifierError
@@ -62,6 +69,104 @@ class ClassifyView(APIView):
             "model_version": active.number if active else None,
         }
         return Response(api.ClassifyResultSerializer(body).data)
+
+
+def _error(description: str, code: str, detail: str) -> OpenApiResponse:
+    return OpenApiResponse(api.ErrorSerializer, description=description, examples=[
+        OpenApiExample(code, value={"detail": detail, "code": code})])
+
+
+_SIMILAR_RESULT_EXAMPLE = {
+    "score": 0.93,
+    "product": {"id": 42, "sku": "MUG-RED-2", "title": "Red mug, large", "price": "12.50",
+                "category": {"name": "Mugs", "slug": "mugs", "parent": "kitchen"},
+                "image_url": "https://shop.example/media/products/mug-red-2/a1b2c3d4-mug.jpg",
+                "thumbnail_url": "https://shop.example/media/products/mug-red-2/a1b2c3d4-mug.jpg"},
+}
+_LIMIT = OpenApiParameter("limit", int, description="How many products, 1 to 50 (default 10).")
+
+
+class SimilarProductsView(APIView):
+    """Published products that look like this one (its image), most alike first.
+
+    For a storefront's "you may also like" row. Products are compared by the image embeddings
+    the classifier stored when it classified them; ``score`` is their cosine similarity. The
+    product itself is never listed, nor unpublished products. A product not classified yet has
+    no embedding: the answer is then an empty list, not an error. Unknown and unpublished
+    products are 404, as on ``/products/{id}/`` (staff with the "view product" permission may
+    ask about unpublished ones).
+    """
+
+    permission_classes = [AllowAny]
+
+    @extend_schema(
+        summary="Similar products", parameters=[_LIMIT],
+        responses={200: api.SimilarProductsSerializer,
+                   400: _error("A bad limit.", "invalid", "Ensure this value is less than or "
+                               "equal to 50."),
+                   404: _error("No such published product.", "not_found", "No Product matches "
+                               "the given query.")},
+        examples=[OpenApiExample("Two similar products", response_only=True, value={
+            "product": 7, "results": [_SIMILAR_RESULT_EXAMPLE,
+                                      {**_SIMILAR_RESULT_EXAMPLE, "score": 0.81}]})],
+    )
+    def get(self, request, pk):
+        from classifier import services as classifier_services
+
+        query = api.SimilarQuerySerializer(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        user = request.user
+        staff = bool(user and user.is_staff and user.has_perm("catalog.view_product"))
+        product = get_object_or_404(product_list_for_storefront(include_unpublished=staff), pk=pk)
+        similar = classifier_services.similar_products(product=product,
+                                                       limit=query.validated_data["limit"])
+        body = {"product": product.pk, "results": similar}
+        return Response(api.SimilarProductsSerializer(body, context={"request": request}).data)
+
+
+class SearchByImageView(APIView):
+    """Search by photo: the published products whose images look most like an uploaded photo.
+
+    Send a multipart ``image`` (at most ``API_MAX_UPLOAD_BYTES``, else 413) and optionally
+    ``?limit=``. The active model embeds the photo (the same model and preprocessing as
+    classification) and the catalog's stored embeddings are searched by cosine similarity; no
+    threshold is applied, so look at ``score`` (above ~0.9: the same item; below ~0.5:
+    unrelated). A file that is not a usable image gives 400; 503 means no active model can
+    embed photos (none active, or one without an embedding output). Anonymous callers share the
+    classify endpoint's rate limit (429).
+    """
+
+    permission_classes = [AllowAny]
+    throttle_classes = [ClassifyAnonThrottle]
+
+    @extend_schema(
+        summary="Search products by photo", parameters=[_LIMIT],
+        request={"multipart/form-data": api.SearchByImageRequestSerializer},
+        responses={200: api.SearchByImageResultSerializer,
+                   400: _error("Not a usable image (or a bad limit).", "invalid_image",
+                               "The image file is corrupt, truncated or not a supported image. "
+                               "Re-export it as JPEG or PNG and upload it again."),
+                   413: _error("Image over the size limit.", "upload_too_large",
+                               "The image is 12,000,000 bytes; the limit is 10,485,760 bytes."),
+                   429: _error("Too many anonymous requests.", "throttled",
+                               "Request was throttled. Expected available in 42 seconds."),
+                   503: _error("No active model can embed photos.", "no_active_model",
+                               "No classifier model is active. Train a model or activate one.")},
+        examples=[OpenApiExample("One match", response_only=True, value={
+            "model_version": 3, "results": [_SIMILAR_RESULT_EXAMPLE]})],
+    )
+    def post(self, request):
+        from classifier import services as classifier_services
+
+        query = api.SimilarQuerySerializer(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        payload = api.SearchByImageRequestSerializer(data=request.data)
+        payload.is_valid(raise_exception=True)
+        data = image_upload_bytes(payload.validated_data["image"], check_content=False)
+        results, number = classifier_services.products_like_image(
+            data=data, limit=query.validated_data["limit"])
+        body = {"model_version": number, "results": results}
+        return Response(api.SearchByImageResultSerializer(body, context={"request": request}).data)
 
 
 @extend_schema_view(

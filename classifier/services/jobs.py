@@ -23,7 +23,9 @@ from classifier.inference import top_k
 from classifier.models import ClassificationJob, JobStatus, PredictionRecord
 from classifier.preprocessing import DRAFT_OVERSAMPLE, decode_image
 from classifier.runtime import LoadedModel, active_model_key, get_active_model
+from classifier.services.embeddings import product_embeddings_store
 from classifier.services.results import ItemResult, results_apply
+from classifier.services.similarity_index import similarity_index_refresh_on_commit
 
 logger = logging.getLogger(__name__)
 
@@ -126,6 +128,8 @@ def classification_chunk_run(*, job_id: int, product_ids: list[int]) -> dict:
             done_count=F("done_count") + done, failed_count=F("failed_count") + failed,
             total=F("total") - vanished, last_progress_at=timezone.now(),
         )
+        product_embeddings_store(results=results, products=products,
+                                 model_version_id=model.version_id)
         _finish_if_complete(job_id)
     logger.info("Job %s chunk: %s done, %s failed, %s skipped; fetch+decode %.2fs, infer "
                 "%.2fs, total %.2fs", job_id, done, failed, len(recorded), timings["decode"],
@@ -335,6 +339,7 @@ def _finish(job_id: int) -> None:
         status=JobStatus.FAILED if failed_all else JobStatus.SUCCEEDED,
         finished_at=timezone.now(),
     )
+    similarity_index_refresh_on_commit()
 
 
 def _enqueue_chunks(job_id: int, chunks: list[list[int]], *, resumed: bool = False) -> None:

@@ -2,18 +2,14 @@
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Iterable
 
-from django.contrib.admin.models import CHANGE, LogEntry
 from django.db import transaction
 from django.db.models import QuerySet
 
 from catalog.models import Category, Product, ReviewStatus
-from catalog.services import product_set_category_by_person
+from catalog.services import product_history_log, product_set_category_by_person
 from classifier.exceptions import NoPredictionError, ReviewPermissionError
-
-logger = logging.getLogger(__name__)
 
 # Deciding a category is changing the product: the same permission as its admin form.
 REVIEW_PERMISSION = "catalog.change_product"
@@ -52,11 +48,7 @@ def product_review_decide(*, product: Product, category: Category, user=None) ->
     # Decided, whatever the queue said (needs review, failed, never classified): one save.
     product.review_status = ReviewStatus.CLASSIFIED
     product = product_set_category_by_person(product=product, category=category)
-    if user is not None:
-        LogEntry.objects.log_actions(user_id=user.pk, queryset=[product], action_flag=CHANGE,
-                                     change_message=message, single_object=True)
-    logger.info("Product %s (%s): %s, by %s", product.pk, product.sku, message,
-                getattr(user, "pk", None) or "system")
+    product_history_log(product=product, user=user, message=message)
     return product
 
 

@@ -12,7 +12,12 @@ from rest_framework.test import APIClient
 from catalog.models import Category, Product
 from classifier.models import ModelVersion
 from classifier.services import model_version_activate
-from tests.support.tiny_model import make_tiny_tflite, solid_color_jpeg, tiny_contract
+from tests.support.tiny_model import (
+    make_tiny_tflite,
+    make_tiny_tflite_with_embedding,
+    solid_color_jpeg,
+    tiny_contract,
+)
 
 # Every permission the staff role holds in these tests: the API's write and read rights.
 STAFF_PERMISSIONS = [
@@ -84,14 +89,22 @@ def catalog(db) -> dict:
     }
 
 
-@pytest.fixture
-def active_model(db) -> ModelVersion:
-    """The tiny red/green/blue classifier, stored and active."""
-    content = make_tiny_tflite()
+def store_tiny_model(*, embedding: bool, number: int = 1) -> ModelVersion:
+    """The tiny red/green/blue classifier stored and active; with ``embedding`` it also outputs
+    the image's mean colour as a 3-d embedding (two outputs, like the pretrained pipeline's)."""
+    content = make_tiny_tflite_with_embedding() if embedding else make_tiny_tflite()
     # The serving runtime verifies the file against this checksum before loading it.
-    version = ModelVersion(number=1, labels=["red", "green", "blue"], architecture="tiny",
+    version = ModelVersion(number=number, labels=["red", "green", "blue"], architecture="tiny",
                            input_contract=tiny_contract().to_dict(),
-                           checksum=hashlib.sha256(content).hexdigest())
-    version.file.save("tiny.tflite", ContentFile(content), save=False)
+                           checksum=hashlib.sha256(content).hexdigest(),
+                           embedding_dim=3 if embedding else 0,
+                           embedding_backbone="tiny-mean-colour" if embedding else "")
+    version.file.save(f"tiny-{number}.tflite", ContentFile(content), save=False)
     version.save()
     return model_version_activate(model_version=version)
+
+
+@pytest.fixture
+def active_model(db) -> ModelVersion:
+    """The tiny classifier with an embedding output, stored and active."""
+    return store_tiny_model(embedding=True)

@@ -43,14 +43,17 @@ _numbers = itertools.count(1)
 
 @pytest.fixture
 def make_model_version(db):
-    def make(labels=DEFAULT_LABELS, *, activate=True, embedding=False) -> ModelVersion:
-        content = (make_tiny_tflite_with_embedding(labels=tuple(labels)) if embedding
-                   else make_tiny_tflite(labels=tuple(labels)))
+    def make(labels=DEFAULT_LABELS, *, activate=True, embedding=False,
+             backbone="") -> ModelVersion:
+        """A tiny model; ``embedding=True`` adds the mean-colour embedding output, declared as
+        ``backbone`` (empty: undeclared, as for an imported model)."""
+        maker = make_tiny_tflite_with_embedding if embedding else make_tiny_tflite
+        content = maker(labels=tuple(labels))
         number = next(_numbers) + ModelVersion.objects.count() * 1000
         version = ModelVersion(
             number=number, labels=list(labels), input_contract=tiny_contract().to_dict(),
             architecture="tiny", checksum=hashlib.sha256(content).hexdigest(),
-            size_bytes=len(content), embedding_backbone="tiny-mean-colour" if embedding else "",
+            size_bytes=len(content), embedding_backbone=backbone,
             embedding_dim=3 if embedding else 0,
         )
         version.file.save(f"tiny-{number}.tflite", ContentFile(content), save=False)
@@ -66,6 +69,15 @@ def make_model_version(db):
 @pytest.fixture
 def model_version(make_model_version, categories):
     return make_model_version()
+
+
+@pytest.fixture
+def embedding_version(make_model_version, categories):
+    """The active tiny model with a 3-d embedding (the image's mean colour)."""
+    return make_model_version(embedding=True, backbone=TINY_BACKBONE)
+
+
+TINY_BACKBONE = "tiny-mean-colour"
 
 
 @pytest.fixture

@@ -24,8 +24,10 @@ TEST_STORAGE = os.environ.get("CATALOG_TEST_STORAGE", "local")
 
 @pytest.fixture(autouse=True)
 def _isolated_media(request, settings, tmp_path):
-    """Every test writes uploads to its own folder (or its own emulator bucket), never var/media."""
+    """Every test writes uploads to its own folder (or its own emulator bucket), never var/media,
+    and similarity index files to its own folder, never var/similarity."""
     settings.MEDIA_ROOT = str(tmp_path / "media")
+    settings.SIMILARITY = {**settings.SIMILARITY, "INDEX_DIR": tmp_path / "similarity"}
     if TEST_STORAGE == "appwrite" and "nodb" not in request.keywords:
         from tests.support.appwrite_django import use_appwrite_storage
 
@@ -60,6 +62,7 @@ class QCluster:
         env.update({
             "DATABASE_URL": test_database_url(),
             "DJANGO_MEDIA_ROOT": str(settings.MEDIA_ROOT),
+            "SIMILARITY_INDEX_DIR": str(settings.SIMILARITY["INDEX_DIR"]),
             "DJANGO_DEBUG": "1",
             "PYTHONUNBUFFERED": "1",
         })
