@@ -210,6 +210,12 @@ class ProductEmbedding(models.Model):
     )
     dim = models.PositiveIntegerField(help_text="Dimensions of the vector.")
     vector = models.BinaryField(help_text="Encoded unit vector (classifier.similarity.encoding).")
+    # Similarity needs only the direction; a retrain on stored embeddings needs the backbone's raw
+    # output (the head is fitted and folded onto it), which is ``norm * unit vector``. Empty for
+    # rows stored before it was recorded: those products' images are read when training.
+    norm = models.FloatField(
+        null=True, blank=True, help_text="Length of the raw vector before normalisation.",
+    )
     model_version = models.ForeignKey(
         ModelVersion, null=True, blank=True, on_delete=models.SET_NULL, related_name="+",
     )

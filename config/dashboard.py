@@ -46,7 +46,8 @@ def _review_tile(user) -> Tile:
         url = _changelist("catalog_product", review_status__exact="needs_review")
     return Tile("Needs review", f"{count:,}",
                 f"{labels:,} product{'s' if labels != 1 else ''} labelled by people since the "
-                "active model", url, "Review now" if count else "Open the queue")
+                f"active model. {training_selectors.retrain_status().sentence()}", url,
+                "Review now" if count else "Open the queue")
 
 
 def _auto_filled_tile(user, now) -> Tile:
