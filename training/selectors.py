@@ -55,18 +55,17 @@ def catalog_training_items(*, image_side: int | None = None,
     for p in products:
         item = LabelledItem(f"product:{p.pk}:{p.sku}", p.category.slug,
                             _image_loader(p.image.name, p.image.storage, image_side))
-        vector = stored.get((p.pk, p.image.name))
-        if vector is not None:
-            item = dataclasses.replace(item, embedding=vector,
-                                       embedding_backbone=embedding_backbone,
-                                       digest=_image_name_digest(p.image.name))
+        found = stored.get((p.pk, p.image.name))
+        if found is not None:
+            item = dataclasses.replace(item, embedding=found[0],
+                                       embedding_backbone=embedding_backbone, digest=found[1])
         items.append(item)
     return items
 
 
 def _stored_embeddings(products: QuerySet[Product], backbone: str
-                       ) -> dict[tuple[int, str], np.ndarray]:
-    """``{(product id, image name): raw float16 embedding}`` of ``backbone`` for ``products``.
+                       ) -> dict[tuple[int, str], tuple[np.ndarray, str]]:
+    """``{(product id, image name): (raw float16 embedding, digest)}`` of ``backbone``.
 
     Only rows that recorded the raw vector's length (``norm``); the image name ties each vector
     to the image it was computed from, so a product whose image changed since is read again.
@@ -84,17 +83,19 @@ def _stored_embeddings(products: QuerySet[Product], backbone: str
         except EmbeddingFormatError:
             continue  # a corrupt row: this product's image is read and embedded instead
         # float16 like the stored unit vector: the same precision at half a float32's memory.
-        vectors[(product_id, image_name)] = (unit * norm).astype(np.float16)
+        vectors[(product_id, image_name)] = ((unit * norm).astype(np.float16),
+                                             _stored_image_digest(image_name, bytes(blob)))
     return vectors
 
 
-def _image_name_digest(image_name: str) -> str:
+def _stored_image_digest(image_name: str, vector_blob: bytes) -> str:
     """Key of an image in the training cache's pixel table when its bytes are not read.
 
-    Storage names are never reused for other content (a new upload gets a new name, which is
-    also what ties a stored embedding to its image), so the name stands in for the content hash.
+    The image's storage name and its embedding stand in for a hash of its content: a new
+    upload gets a new name, and the same name in another storage (a test, another bucket)
+    holding another image has another embedding, so cached pixels are never another image's.
     """
-    return "image-name:" + hashlib.sha256(image_name.encode()).hexdigest()
+    return "stored:" + hashlib.sha256(image_name.encode() + b"\0" + vector_blob).hexdigest()
 
 
 def _image_loader(name: str, storage, image_side: int | None) -> Callable[[], bytes]:

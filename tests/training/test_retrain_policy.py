@@ -152,7 +152,7 @@ def test_training_items_carry_the_raw_stored_embedding_of_the_runs_backbone_only
              for item in catalog_training_items(embedding_backbone=BACKBONE)}
 
     given = items[str(current.pk)]
-    assert given.embedding_backbone == BACKBONE and given.digest.startswith("image-name:")
+    assert given.embedding_backbone == BACKBONE and given.digest.startswith("stored:")
     np.testing.assert_allclose(np.asarray(given.embedding, np.float32), raw, rtol=2e-3,
                                atol=2e-3)
     for product in (other_backbone, no_norm, old_image, none):
