@@ -187,7 +187,11 @@ class PredictionRecord(models.Model):
                 name="classifier_one_record_per_job_product",
             ),
         ]
-        indexes = [models.Index(fields=["product", "-created_at"], name="record_product_idx")]
+        indexes = [
+            models.Index(fields=["product", "-created_at"], name="record_product_idx"),
+            # The weekly drift figures read a date range of every product's records.
+            models.Index(fields=["created_at"], name="record_created_idx"),
+        ]
 
     def __str__(self) -> str:
         return f"{self.product_id} → {self.label or self.outcome} (v{self.model_version_id})"
