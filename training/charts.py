@@ -338,8 +338,8 @@ def weekly_figures_svg(week_labels: Sequence[str],
                        tooltips: Sequence[str] = ()) -> str:
     """Shares per ISO week (0-100 %) as lines; the model's validation values as dashed lines.
 
-    Drawn narrower than the report's charts, with a two-row legend, so its text stays legible
-    when a phone shrinks it to ~350 px.
+    Drawn narrower than the report's charts (400 units), with a two-row legend, so a phone
+    shrinks its text by a fifth at most (to ~10 px on a 390 px screen).
 
     Args:
         week_labels: one label per week, oldest first ("2025-W11"); shown as "W11".
@@ -347,7 +347,7 @@ def weekly_figures_svg(week_labels: Sequence[str],
         references: ``(label, value, colour)`` horizontal dashed lines (validation figures).
         tooltips: one text per week (counts), shown when hovering its points.
     """
-    frame = Frame(width=440, height=300, top=56, x_range=(0, max(1, len(week_labels) - 1)))
+    frame = Frame(width=400, height=290, top=56, x_range=(0, max(1, len(week_labels) - 1)))
     step = max(1, math.ceil(len(week_labels) / 6))
     x_ticks = [(i, f"W{label.rsplit('W', 1)[-1]}") for i, label in enumerate(week_labels)
                if (len(week_labels) - 1 - i) % step == 0]
@@ -389,7 +389,7 @@ def _legend_rows(items: Sequence[tuple[str, str, bool]], *, per_row: int) -> lis
     """Legend entries left-aligned in rows of ``per_row`` above the plot."""
     parts = []
     for n, (label, colour, dashed) in enumerate(items):
-        x, y = 12 + (n % per_row) * 210, 16 + (n // per_row) * 18
+        x, y = 8 + (n % per_row) * 195, 16 + (n // per_row) * 18
         dash = ' stroke-dasharray="6 4"' if dashed else ""
         parts.append(f'<line x1="{x}" x2="{x + 22}" y1="{y - 4}" y2="{y - 4}" stroke="{colour}" '
                      f'stroke-width="2"{dash}/>')
