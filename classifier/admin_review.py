@@ -92,6 +92,7 @@ def review_view(model_admin, request):
         "filters": selectors.review_queue_by_predicted_category(),
         "queue_count": selectors.products_needing_review_count(),
         "labels_since_model": selectors.person_labels_since_active_model_count(),
+        "retrain_note": _retrain_note(),
         "active_model": selectors.model_version_get_active(),
         "tree": category_tree(), "here": here,
         "filter_query": f"{urlencode({'predicted': predicted})}&" if predicted else "",
@@ -129,11 +130,20 @@ def _decide(request, product: Product) -> Product:
     return services.product_review_decide(product=product, category=category, user=request.user)
 
 
+def _retrain_note() -> str:
+    """When the next automatic retrain happens (admin views are the outer layer: they may read
+    training, which the classifier's models and services never import)."""
+    from training.selectors import retrain_status
+
+    return retrain_status().sentence()
+
+
 def _answer(request, *, ok: bool, message: str, product: Product | None = None, status=200):
     if "application/json" in request.headers.get("Accept", ""):
         body = {"ok": ok, "message": message,
                 "remaining": selectors.products_needing_review_count(),
-                "labels_since_model": selectors.person_labels_since_active_model_count()}
+                "labels_since_model": selectors.person_labels_since_active_model_count(),
+                "retrain_note": _retrain_note()}
         if product is not None:
             body["category"] = {"slug": product.category.slug, "name": product.category.name}
         return JsonResponse(body, status=status)

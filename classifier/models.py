@@ -187,7 +187,11 @@ class PredictionRecord(models.Model):
                 name="classifier_one_record_per_job_product",
             ),
         ]
-        indexes = [models.Index(fields=["product", "-created_at"], name="record_product_idx")]
+        indexes = [
+            models.Index(fields=["product", "-created_at"], name="record_product_idx"),
+            # The weekly drift figures read a date range of every product's records.
+            models.Index(fields=["created_at"], name="record_created_idx"),
+        ]
 
     def __str__(self) -> str:
         return f"{self.product_id} → {self.label or self.outcome} (v{self.model_version_id})"
@@ -210,6 +214,12 @@ class ProductEmbedding(models.Model):
     )
     dim = models.PositiveIntegerField(help_text="Dimensions of the vector.")
     vector = models.BinaryField(help_text="Encoded unit vector (classifier.similarity.encoding).")
+    # Similarity needs only the direction; a retrain on stored embeddings needs the backbone's raw
+    # output (the head is fitted and folded onto it), which is ``norm * unit vector``. Empty for
+    # rows stored before it was recorded: those products' images are read when training.
+    norm = models.FloatField(
+        null=True, blank=True, help_text="Length of the raw vector before normalisation.",
+    )
     model_version = models.ForeignKey(
         ModelVersion, null=True, blank=True, on_delete=models.SET_NULL, related_name="+",
     )

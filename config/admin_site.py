@@ -19,9 +19,10 @@ class CatalogAdminSite(admin.AdminSite):
         return sorted(apps, key=lambda app: rank.get(app["app_label"], len(rank)))
 
     def index(self, request, extra_context=None):
-        from config.dashboard import dashboard_tiles
+        from config.dashboard import dashboard_drift, dashboard_tiles
 
-        extra = {"dashboard": dashboard_tiles(request.user), **(extra_context or {})}
+        extra = {"dashboard": dashboard_tiles(request.user),
+                 "drift": dashboard_drift(request.user), **(extra_context or {})}
         return super().index(request, extra_context=extra)
 
 

@@ -9,13 +9,18 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import timedelta
+from functools import reduce
+from operator import add
 from urllib.parse import urlencode
 
 from django.urls import reverse
 from django.utils import timezone
 
+from catalog.models import Category
+from classifier import drift
 from classifier import selectors as classifier_selectors
 from training import selectors as training_selectors
+from training.charts import GOOD_COLOUR, TRAIN_COLOUR, VALIDATION_COLOUR, weekly_figures_svg
 from training.report import auto_fill_sentence, percent
 
 # "This week" on the dashboard: a rolling window, so Monday mornings are not empty.
@@ -46,7 +51,8 @@ def _review_tile(user) -> Tile:
         url = _changelist("catalog_product", review_status__exact="needs_review")
     return Tile("Needs review", f"{count:,}",
                 f"{labels:,} product{'s' if labels != 1 else ''} labelled by people since the "
-                "active model", url, "Review now" if count else "Open the queue")
+                f"active model. {training_selectors.retrain_status().sentence()}", url,
+                "Review now" if count else "Open the queue")
 
 
 def _auto_filled_tile(user, now) -> Tile:
@@ -97,3 +103,74 @@ def dashboard_tiles(user) -> list[Tile]:
     now = timezone.now()
     return [_review_tile(user), _auto_filled_tile(user, now), _model_tile(user),
             _jobs_tile(user)]
+
+
+# --- drift: the weekly figures below the tiles ----------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CategoryWeek:
+    """One predicted category's figures this week beside its earlier weeks' mean confidence."""
+
+    name: str
+    count: int
+    auto_share: str
+    mean_confidence: str
+    review_share: str
+    earlier_confidence: str
+
+
+@dataclass(frozen=True)
+class DriftPanel:
+    chart: str
+    check: drift.DriftCheck
+    week: str
+    categories: list[CategoryWeek]
+
+
+def dashboard_drift(user, *, now=None) -> DriftPanel | None:
+    """The weekly chart, the drift check and this week's figures per category.
+
+    None for users who may not see model versions, and before anything was classified.
+    """
+    if not user.has_perm("classifier.view_modelversion"):
+        return None
+    figures = drift.prediction_records_by_week(now=now)
+    if not any(week.total for week in figures.weeks):
+        return None
+    active = classifier_selectors.model_version_get_active()
+    return DriftPanel(chart=_drift_chart(figures.weeks, active),
+                      check=drift.prediction_drift_check(model_version=active, now=now),
+                      week=figures.weeks[-1].label,
+                      categories=_category_weeks(figures.by_category))
+
+
+def _drift_chart(weeks: list[drift.WeekFigures], active) -> str:
+    metrics = active.metrics if active is not None and isinstance(active.metrics, dict) else {}
+    references = []
+    confidence = (metrics.get("calibration") or {}).get("mean_confidence")
+    coverage = (metrics.get("auto_fill") or {}).get("coverage")
+    if confidence is not None:
+        references.append(("validation mean confidence", confidence, TRAIN_COLOUR))
+    if coverage is not None:
+        references.append(("validation auto-fill share", coverage, GOOD_COLOUR))
+    return weekly_figures_svg(
+        [week.label for week in weeks],
+        [("filled automatically", [w.auto_share for w in weeks], GOOD_COLOUR),
+         ("sent to review", [w.review_share for w in weeks], VALIDATION_COLOUR),
+         ("mean confidence", [w.mean_confidence for w in weeks], TRAIN_COLOUR)],
+        references=references,
+        tooltips=[f"{w.total} predictions, {w.failed} failed" for w in weeks])
+
+
+def _category_weeks(by_category: dict[str, list[drift.WeekFigures]]) -> list[CategoryWeek]:
+    names = dict(Category.objects.filter(slug__in=list(by_category)).values_list("slug", "name"))
+    rows = []
+    for slug, weeks in by_category.items():
+        this, earlier = weeks[-1], reduce(add, weeks[:-1], drift.WeekFigures(weeks[0].week))
+        rows.append(CategoryWeek(
+            name=names.get(slug, slug), count=this.total, auto_share=percent(this.auto_share),
+            mean_confidence=percent(this.mean_confidence),
+            review_share=percent(this.review_share),
+            earlier_confidence=percent(earlier.mean_confidence)))
+    return sorted(rows, key=lambda row: (-row.count, row.name.lower()))

@@ -285,6 +285,12 @@ CLASSIFIER = {
     "FETCH_WORKERS": env.int("CLASSIFIER_FETCH_WORKERS", default=8),
     # Classify new or changed product images automatically after the transaction commits.
     "AUTO_CLASSIFY": env.bool("CLASSIFIER_AUTO_CLASSIFY", default=True),
+    # The hourly check on the training cluster starts a run (default options, "if better"
+    # activation behind the quality gate) once people have labelled this many products since
+    # the active model and the last training run; 0 turns automatic retraining off. 50 labels
+    # is 5 to 10 more per category in a small catalog: enough to move a head trained on a few
+    # hundred, and a run on stored embeddings costs seconds, so it need not wait for more.
+    "RETRAIN_AFTER_LABELS": env.int("CLASSIFIER_RETRAIN_AFTER_LABELS", default=50),
 }
 
 # --- Similar products, search by photo, duplicates ---------------------------------------------

@@ -24,7 +24,7 @@ def can_retrain(request) -> bool:
 @admin.register(TrainingRun)
 class TrainingRunAdmin(admin.ModelAdmin):
     list_display = ["id", "status", "source", "progress_percent", "epoch_eta", "model_version",
-                    "activated", "created_by", "created_at", "finished_at"]
+                    "activated", "started_by", "created_at", "finished_at"]
     list_filter = ["status", "source"]
     list_select_related = ["model_version", "created_by"]
     readonly_fields = ["progress_bar", "epoch_eta", "version_link", "log_tail"]
@@ -32,9 +32,9 @@ class TrainingRunAdmin(admin.ModelAdmin):
         (None, {"fields": ["status", "progress_bar", "epoch_eta", "version_link", "activated",
                            "error"]}),
         ("Log (last lines)", {"fields": ["log_tail"]}),
-        ("Request", {"fields": ["source", "source_path", "options", "activation_policy",
-                                "created_by", "created_at", "started_at", "finished_at",
-                                "task_id"]}),
+        ("Request", {"fields": ["trigger", "source", "source_path", "options",
+                                "activation_policy", "created_by", "created_at", "started_at",
+                                "finished_at", "task_id"]}),
     ]
 
     def has_add_permission(self, request):
@@ -78,6 +78,11 @@ class TrainingRunAdmin(admin.ModelAdmin):
         context = {**self.admin_site.each_context(request), "form": form, "opts": self.model._meta,
                    "title": "Train a new model"}
         return TemplateResponse(request, "admin/training/trainingrun/retrain.html", context)
+
+    @admin.display(description="Started by", ordering="trigger")
+    def started_by(self, obj):
+        """The schedule's reason for an automatic run, else the person (or command) who asked."""
+        return obj.trigger or (obj.created_by.get_username() if obj.created_by else "a command")
 
     @admin.display(description="Progress")
     def progress_percent(self, obj):

@@ -335,3 +335,71 @@ def epochs_svg(series: Sequence[tuple[str, Sequence[float], str, bool]], *, y_la
         body.append(frame.polyline(list(zip(xs, values)), colour, dashed))
     body += frame.legend([(label, colour, dashed) for label, _, colour, dashed in series])
     return _svg(frame.width, frame.height, f"{y_label} per epoch", body)
+
+
+# --- weekly classification figures (drift) ------------------------------------------------------
+
+
+def weekly_figures_svg(week_labels: Sequence[str],
+                       series: Sequence[tuple[str, Sequence[float | None], str]], *,
+                       references: Sequence[tuple[str, float, str]] = (),
+                       tooltips: Sequence[str] = ()) -> str:
+    """Shares per ISO week (0-100 %) as lines; the model's validation values as dashed lines.
+
+    Drawn narrower than the report's charts (400 units), with a two-row legend, so a phone
+    shrinks its text by a fifth at most (to ~10 px on a 390 px screen).
+
+    Args:
+        week_labels: one label per week, oldest first ("2025-W11"); shown as "W11".
+        series: ``(label, value per week or None for an empty week, colour)``.
+        references: ``(label, value, colour)`` horizontal dashed lines (validation figures).
+        tooltips: one text per week (counts), shown when hovering its points.
+    """
+    frame = Frame(width=400, height=290, top=56, x_range=(0, max(1, len(week_labels) - 1)))
+    step = max(1, math.ceil(len(week_labels) / 6))
+    x_ticks = [(i, f"W{label.rsplit('W', 1)[-1]}") for i, label in enumerate(week_labels)
+               if (len(week_labels) - 1 - i) % step == 0]
+    body = frame.axes(x_ticks, _percent_ticks(0, 1), "ISO week", "Share of predictions")
+    for label, value, colour in references:
+        y = frame.y(float(value))
+        body.append(f'<line x1="{frame.left}" x2="{frame.width - frame.right}" y1="{y:.1f}" '
+                    f'y2="{y:.1f}" stroke="{colour}" stroke-dasharray="6 4" stroke-opacity="0.8">'
+                    f"<title>{escape(f'{label}: {float(value):.0%}')}</title></line>")
+    for label, values, colour in series:
+        body += _week_segments(frame, label, values, colour, week_labels, tooltips)
+    legend = [(label, colour, False) for label, _, colour in series]
+    legend += [("validation (dashed)", "currentColor", True)] if references else []
+    body += _legend_rows(legend, per_row=2)
+    return _svg(frame.width, frame.height, "Classification per week: auto-filled, sent to "
+                "review, mean confidence", body)
+
+
+def _week_segments(frame: Frame, label: str, values: Sequence[float | None], colour: str,
+                   week_labels: Sequence[str], tooltips: Sequence[str]) -> list[str]:
+    """A line through consecutive weeks with a value (an empty week breaks it), a dot per week."""
+    parts, run = [], []
+    for i, value in enumerate([*values, None]):
+        if value is not None:
+            run.append((i, float(value)))
+            continue
+        if len(run) > 1:
+            parts.append(frame.polyline(run, colour))
+        for x, y in run:
+            tip = f"{week_labels[x]}: {label} {y:.0%}" + (
+                f" ({tooltips[x]})" if x < len(tooltips) and tooltips[x] else "")
+            parts.append(f'<circle cx="{frame.x(x):.1f}" cy="{frame.y(y):.1f}" r="4" '
+                         f'fill="{colour}"><title>{escape(tip)}</title></circle>')
+        run = []
+    return parts
+
+
+def _legend_rows(items: Sequence[tuple[str, str, bool]], *, per_row: int) -> list[str]:
+    """Legend entries left-aligned in rows of ``per_row`` above the plot."""
+    parts = []
+    for n, (label, colour, dashed) in enumerate(items):
+        x, y = 8 + (n % per_row) * 195, 16 + (n // per_row) * 18
+        dash = ' stroke-dasharray="6 4"' if dashed else ""
+        parts.append(f'<line x1="{x}" x2="{x + 22}" y1="{y - 4}" y2="{y - 4}" stroke="{colour}" '
+                     f'stroke-width="2"{dash}/>')
+        parts.append(_text(x + 28, y, label))
+    return parts

@@ -105,6 +105,9 @@ class EmbeddedSet:
     sample: dict[int, np.ndarray]
     computed: int
     given: int = 0
+    # Images whose bytes were read, and of those how many were decoded (the rest hit the cache).
+    read: int = 0
+    decoded: int = 0
 
     @property
     def cached(self) -> int:
@@ -119,6 +122,7 @@ class _Loaded:
     keep_pixels: bool
     decoded: bool
     given: bool = False
+    read: bool = True
 
 
 def pixel_sample_keys(items: Sequence[LabelledItem], per_class_total: int = PIXEL_SAMPLE
@@ -213,7 +217,8 @@ def embed_items(items: Sequence[LabelledItem], *, extract: Extractor, cache: Emb
         vector = np.asarray(item.embedding, np.float32)
         pixels = cache.get_pixels(item.digest, size) if keep and item.digest else None
         if not keep or pixels is not None:
-            return _Loaded(item.digest, vector, pixels, keep, decoded=False, given=True)
+            return _Loaded(item.digest, vector, pixels, keep, decoded=False, given=True,
+                           read=False)
         data = item.load()  # a sampled image without cached pixels: the one decode it costs
         digest = item.digest or hashlib.sha256(data).hexdigest()
         return _Loaded(digest, vector, decode_image(data, size=size), keep, decoded=True,
@@ -276,4 +281,6 @@ def _assemble(items: list[LabelledItem], loaded: list[_Loaded | None],
     return EmbeddedSet(keys=[items[i].key for i in rows], labels=[items[i].label for i in rows],
                        digests=[loaded[i].digest for i in rows], vectors=vectors,
                        skipped=sorted(skipped, key=lambda s: s.key), sample=sample,
-                       computed=computed, given=sum(loaded[i].given for i in rows))
+                       computed=computed, given=sum(loaded[i].given for i in rows),
+                       read=sum(loaded[i].read for i in rows),
+                       decoded=sum(loaded[i].decoded for i in rows))

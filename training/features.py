@@ -53,10 +53,31 @@ def build_feature_extractor(hparams: HParams, *, weights_dir: str | Path) -> Fea
     else:
         raise WeightsUnavailableError(f"{hparams.architecture} has no pretrained backbone.")
     model.trainable = False
-    h, w = hparams.image_size
-    backbone_id = f"{hparams.architecture}:{weights_sha[:16]}@{h}x{w}"
-    return FeatureExtractor(model=model, backbone_id=backbone_id,
+    return FeatureExtractor(model=model, backbone_id=_backbone_id(hparams, weights_sha),
                             dim=int(model.output_shape[-1]))
+
+
+def _backbone_id(hparams: HParams, weights_sha: str) -> str:
+    h, w = hparams.image_size
+    return f"{hparams.architecture}:{weights_sha[:16]}@{h}x{w}"
+
+
+def expected_backbone_id(hparams: HParams) -> str:
+    """The ``backbone_id`` a run with ``hparams`` will embed with, known without TensorFlow.
+
+    Lets the web process and the retrain check pick the stored product embeddings a run can use
+    before it starts. Empty when it cannot be known up front (MobileNetV3's downloaded weights
+    are identified by their loaded values) or the run does not train on embeddings.
+    """
+    if hparams.architecture != "efficientnet_lite0" or not hparams.on_embeddings:
+        return ""
+    from training.backbones.efficientnet_lite_weights import IMAGENET, PRETRAINED_SOURCES
+    from training.backbones.torch_checkpoint import file_sha256
+
+    if hparams.weights == IMAGENET:
+        return _backbone_id(hparams, PRETRAINED_SOURCES["efficientnet_lite0"].sha256)
+    sha = file_sha256(Path(hparams.weights))
+    return _backbone_id(hparams, sha) if sha else ""
 
 
 def check_weights(hparams: HParams, *, weights_dir: str | Path) -> None:

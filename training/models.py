@@ -40,6 +40,9 @@ class TrainingRun(models.Model):
         related_name="training_run",
     )
     activated = models.BooleanField(default=False)
+    # Who or what asked for the run, in words ("schedule: 57 new labels since v3"); empty for a
+    # person's request (``created_by`` says who).
+    trigger = models.CharField(max_length=200, blank=True, help_text="Why the run started.")
     task_id = models.CharField(max_length=64, blank=True)
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,

@@ -8,6 +8,11 @@ def training_run_execute(run_id: int) -> str:
     return services.training_run_execute(run_id=run_id).status
 
 
+def training_run_start_if_due(options: dict | None = None) -> str:
+    """The hourly retrain check; returns what it decided (kept in django-q's results)."""
+    return services.training_run_start_if_due(options=options)[1]
+
+
 def model_version_reexport(model_version_id: int, quantization: str) -> int:
     """Re-export a version's kept Keras model; returns the new version's number."""
     from classifier.models import ModelVersion

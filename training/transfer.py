@@ -109,7 +109,9 @@ def _embed(items: list, extractor, hparams: HParams, cache_root: Path,
         cache.close()
     say(f"Embedded {len(embedded.keys)} images in {time.monotonic() - started:.1f} s: "
         f"{embedded.computed} computed, {embedded.cached} from the cache"
-        + (f", {embedded.given} stored with their products." if embedded.given else "."))
+        + (f", {embedded.given} stored with their products" if embedded.given else "")
+        + (f"; read {embedded.read} image files, decoded {embedded.decoded}."
+           if embedded.read else "; read no image."))
     return embedded
 
 

@@ -33,7 +33,7 @@ EMBEDDING_CODEC = CODEC_FLOAT16
 # dims): bounded memory per step, few round trips.
 LOAD_BATCH = 1000
 
-_FIELDS = ["backbone", "dim", "vector", "model_version", "image_name", "updated_at"]
+_FIELDS = ["backbone", "dim", "vector", "norm", "model_version", "image_name", "updated_at"]
 
 
 def backbone_tag(*, backbone: str, checksum: str) -> str:
@@ -96,8 +96,8 @@ def _upsert(backbone: str, model_version_id: int,
             logger.warning("Product %s: embedding not stored: %s", product_id, exc.message)
             continue
         rows.append(ProductEmbedding(product_id=product_id, backbone=backbone, dim=len(vector),
-                                     vector=encoded, model_version_id=model_version_id,
-                                     image_name=image_name))
+                                     vector=encoded, norm=float(np.linalg.norm(vector)),
+                                     model_version_id=model_version_id, image_name=image_name))
     existing = set(Product.objects.filter(pk__in=[r.product_id for r in rows])
                    .values_list("pk", flat=True))
     rows = [r for r in rows if r.product_id in existing]

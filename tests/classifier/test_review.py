@@ -190,6 +190,22 @@ def test_fetch_gets_json_with_the_new_counts(admin_client, in_review):
     assert response.status_code == 200 and body["ok"]
     assert body["category"] == {"slug": "red", "name": "Red"}
     assert body["remaining"] == 2 and body["labels_since_model"] == 1
+    assert body["retrain_note"].startswith(
+        "The next automatic retrain starts after 49 more labels (1 of 50 since"), body
+
+
+def test_review_page_says_when_the_next_automatic_retrain_happens(admin_client, in_review,
+                                                                  settings):
+    settings.CLASSIFIER = {**settings.CLASSIFIER, "RETRAIN_AFTER_LABELS": 1}
+    for product in in_review.values():
+        admin_client.post(reverse("admin:catalog_product_decide", args=[product.pk]),
+                          {"accept": "1"})
+
+    page = admin_client.get(reverse(REVIEW)).content.decode()
+
+    assert "A retrain is due (3 new labels since" in page
+    settings.CLASSIFIER = {**settings.CLASSIFIER, "RETRAIN_AFTER_LABELS": 0}
+    assert "Automatic retraining is off" in admin_client.get(reverse(REVIEW)).content.decode()
 
 
 def test_an_unknown_category_is_refused_with_a_reason(admin_client, in_review):

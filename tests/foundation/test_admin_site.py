@@ -106,3 +106,64 @@ def test_view_site_is_the_storefront_of_published_products(admin_client, client)
     assert reverse("api-docs") in html
     assert "Published hammer" not in client.get("/", {"category": "other"}).content.decode()
     assert client.get("/", {"category": "to\x00ols"}).status_code == 200  # NUL: no 500
+
+
+# --- automatic retraining and drift on the dashboard ------------------------------------------
+
+
+def test_review_tile_says_when_the_next_automatic_retrain_happens(admin_client, shop, settings):
+    settings.CLASSIFIER = {**settings.CLASSIFIER, "RETRAIN_AFTER_LABELS": 50}
+    TrainingRun.objects.all().delete()
+    html = tiles(admin_client.get(reverse("admin:index")).content.decode())
+    assert "The next automatic retrain starts after 50 more labels (0 of 50 since v1" in html
+
+
+def _predictions(model, product, *, count: int, confidence: float, auto: int) -> None:
+    from classifier.models import PredictionOutcome, PredictionRecord
+
+    PredictionRecord.objects.bulk_create([
+        PredictionRecord(product=product, model_version=model, label="tools",
+                         confidence=confidence + (0.05 if i % 2 else -0.05),
+                         outcome=(PredictionOutcome.CLASSIFIED if i < auto
+                                  else PredictionOutcome.NEEDS_REVIEW))
+        for i in range(count)])
+
+
+def test_dashboard_warns_when_this_weeks_confidence_falls_clearly_below_validation(
+        admin_client, shop):
+    metrics = {**shop.metrics, "calibration": {**shop.metrics["calibration"],
+                                               "mean_confidence": 0.9}}
+    ModelVersion.objects.filter(pk=shop.pk).update(metrics=metrics)
+    _predictions(shop, Product.objects.get(sku="NEW"), count=60, confidence=0.55, auto=10)
+
+    html = admin_client.get(reverse("admin:index")).content.decode()
+
+    panel = html.split('class="dashboard-drift"', 1)[1].split("</section>", 1)[0]
+    assert 'role="alert"' in panel and "Possible drift: this week&#x27;s mean confidence 55% " \
+        "(validation 90%) and auto-fill share 17% (validation 71%) over 60 predictions" in panel
+    assert "<svg" in panel and "validation mean confidence: 90%" in panel
+    assert "<th scope=\"row\">Tools</th><td>60</td><td>17%</td><td>83%</td><td>55%</td>" in panel
+
+
+def test_dashboard_shows_weekly_figures_without_a_warning_when_in_line(admin_client, shop):
+    metrics = {**shop.metrics, "calibration": {**shop.metrics["calibration"],
+                                               "mean_confidence": 0.9}}
+    ModelVersion.objects.filter(pk=shop.pk).update(metrics=metrics)
+    _predictions(shop, Product.objects.get(sku="NEW"), count=40, confidence=0.9, auto=29)
+
+    panel = admin_client.get(reverse("admin:index")).content.decode().split(
+        'class="dashboard-drift"', 1)[1].split("</section>", 1)[0]
+
+    assert 'role="alert"' not in panel and "in line with its validation figures" in panel
+
+
+def test_no_weekly_panel_before_any_prediction_or_for_users_who_cannot_see_models(
+        admin_client, client, django_user_model, shop):
+    assert "dashboard-drift" not in admin_client.get(reverse("admin:index")).content.decode()
+    _predictions(shop, Product.objects.get(sku="NEW"), count=40, confidence=0.3, auto=0)
+    user = django_user_model.objects.create_user("clerk", password="pw", is_staff=True)
+    user.user_permissions.add(Permission.objects.get(codename="view_product"))
+    client.force_login(user)
+
+    assert "dashboard-drift" not in client.get(reverse("admin:index")).content.decode()
+    assert "dashboard-drift" in admin_client.get(reverse("admin:index")).content.decode()

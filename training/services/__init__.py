@@ -1,6 +1,7 @@
 """Writes and workflows for training: runs (start, execute), model versions, activation."""
 
 from training.services.activation import model_version_apply_policy
+from training.services.retrain import training_run_start_if_due
 from training.services.runs import (
     training_run_create,
     training_run_execute,
@@ -20,4 +21,5 @@ __all__ = [
     "training_run_create",
     "training_run_execute",
     "training_run_start",
+    "training_run_start_if_due",
 ]

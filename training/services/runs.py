@@ -67,8 +67,8 @@ def training_source_resolve(source_path: str, *, roots: Sequence[Path]) -> Path:
 
 def training_run_create(*, options: dict, source: str = TrainingSource.CATALOG,
                         source_path: str = "", activation_policy: str = ActivationPolicy.IF_BETTER,
-                        created_by=None, source_roots: Sequence[Path] | None = None
-                        ) -> TrainingRun:
+                        created_by=None, source_roots: Sequence[Path] | None = None,
+                        trigger: str = "") -> TrainingRun:
     """Validate a training request and record it as a queued run (nothing is enqueued).
 
     Options are turned into ``HParams`` here so a typo or out-of-range value fails at once,
@@ -96,7 +96,7 @@ def training_run_create(*, options: dict, source: str = TrainingSource.CATALOG,
     extra = {k: options[k] for k in RUN_OPTION_KEYS if options.get(k)}
     run = TrainingRun(options={**hparams.to_dict(), **extra}, source=source,
                       source_path=source_path, activation_policy=activation_policy,
-                      created_by=created_by)
+                      created_by=created_by, trigger=trigger[:200])
     run.full_clean()
     run.save()
     return run
@@ -104,7 +104,7 @@ def training_run_create(*, options: dict, source: str = TrainingSource.CATALOG,
 
 def training_run_start(*, options: dict, source: str = TrainingSource.CATALOG,
                        source_path: str = "", activation_policy: str = ActivationPolicy.IF_BETTER,
-                       created_by=None) -> TrainingRun:
+                       created_by=None, trigger: str = "") -> TrainingRun:
     """Create a queued run and enqueue it on the ``training`` cluster once the row is committed.
 
     The training cluster has ``max_attempts=1`` and ``training_run_execute`` refuses a run that
@@ -115,7 +115,8 @@ def training_run_start(*, options: dict, source: str = TrainingSource.CATALOG,
 
     with transaction.atomic():
         run = training_run_create(options=options, source=source, source_path=source_path,
-                                  activation_policy=activation_policy, created_by=created_by)
+                                  activation_policy=activation_policy, created_by=created_by,
+                                  trigger=trigger)
 
         def enqueue() -> None:
             task_id = async_task(TRAINING_TASK, run.pk, cluster="training",
@@ -187,11 +188,14 @@ def _train_and_store(run: TrainingRun, recorder: RunRecorder) -> None:
 
 def _items(run: TrainingRun, hparams: HParams) -> list:
     from training.dataset import image_folder_items
+    from training.features import expected_backbone_id
     from training.selectors import catalog_training_items
 
     if run.source == TrainingSource.FOLDER:
         return image_folder_items(run.source_path)
-    return catalog_training_items(image_size=hparams.image_size)
+    # Products whose classification stored an embedding of this run's backbone are not read.
+    return catalog_training_items(image_size=hparams.image_size,
+                                  embedding_backbone=expected_backbone_id(hparams))
 
 
 def _workdir_root() -> Path:

@@ -94,6 +94,7 @@
         text("[data-session-count]", decidedCount);
         text("[data-remaining-count]", body.remaining);
         text("[data-labels-count]", body.labels_since_model);
+        text("[data-retrain-note]", body.retrain_note);
       } else {
         showOutcome(card, body.message, false);
       }
