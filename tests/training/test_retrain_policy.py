@@ -149,7 +149,7 @@ def test_training_items_carry_the_raw_stored_embedding_of_the_runs_backbone_only
     old_image.image.save("replaced.jpg", ContentFile(colour_jpeg((9, 9, 9), rng)))
 
     items = {item.key.split(":")[1]: item
-             for item in catalog_training_items(embedding_backbone=BACKBONE)}
+             for item in catalog_training_items(image_size=(224, 224), embedding_backbone=BACKBONE)}
 
     given = items[str(current.pk)]
     assert given.embedding_backbone == BACKBONE and given.digest.startswith("stored:")
@@ -158,4 +158,4 @@ def test_training_items_carry_the_raw_stored_embedding_of_the_runs_backbone_only
     for product in (other_backbone, no_norm, old_image, none):
         assert items[str(product.pk)].embedding is None, product
     assert items[str(none.pk)].load() == none.image.open("rb").read()
-    assert all(item.embedding is None for item in catalog_training_items())
+    assert all(item.embedding is None for item in catalog_training_items(image_size=(224, 224)))
