@@ -31,20 +31,25 @@ DECODE_WORKERS = os.cpu_count() or 2
 def classify_products(
     products: list[Product], model: LoadedModel,
 ) -> tuple[list[ItemResult], dict[str, float]]:
-    """Fetch, decode and classify products with one batched invoke; nothing is written.
+    """Fetch, decode and classify products, inferring in batches while later images decode;
+    nothing is written.
 
     Returns:
-        One ``ItemResult`` per product (in order) and per-phase timings in seconds.
+        One ``ItemResult`` per product (in order) and per-phase timings in seconds: time spent
+        waiting for decoded images and time spent in inference.
     """
     size = model.contract.size
-    start = time.perf_counter()
     # Two pools: fetching waits on storage (many threads hide latency), decoding is CPU work
     # (one thread per core; Pillow releases the GIL while decoding, more threads only fight
     # over it). Each decode waits for its own fetch, so decoding starts with the first bytes.
     # Fetched-but-undecoded files are bounded, so a chunk of 12 MP photos never holds all its
-    # originals in memory at once.
+    # originals in memory at once. Inference runs one invoke batch at a time, in order, as soon
+    # as that batch is decoded: LiteRT releases the GIL, so the next images decode meanwhile.
     fetch_workers = settings.CLASSIFIER["FETCH_WORKERS"]
     read_ahead = _ReadAhead(limit=2 * fetch_workers + DECODE_WORKERS)
+    batch = model.classifier.max_batch
+    outcomes: list[Prediction | ClassifierError] = []
+    timings = {"decode": 0.0, "infer": 0.0}
     with ThreadPoolExecutor(max_workers=fetch_workers) as fetchers, \
             ThreadPoolExecutor(max_workers=DECODE_WORKERS) as decoders:
         decoding = [
@@ -52,17 +57,20 @@ def classify_products(
                             product, size, read_ahead)
             for index, product in enumerate(products)
         ]
-        loaded = [future.result() for future in decoding]
-    decoded = time.perf_counter()
-    good = [i for i, item in enumerate(loaded) if not isinstance(item, ClassifierError)]
-    predictions = dict(zip(good, _predict(model, [loaded[i] for i in good]), strict=True))
+        for first in range(0, len(decoding), batch):
+            waited = time.perf_counter()
+            loaded = [future.result() for future in decoding[first:first + batch]]
+            inferred = time.perf_counter()
+            good = [i for i, item in enumerate(loaded) if not isinstance(item, ClassifierError)]
+            predicted = dict(zip(good, _predict(model, [loaded[i] for i in good]), strict=True))
+            outcomes += [predicted.get(i, item) for i, item in enumerate(loaded)]
+            timings["decode"] += inferred - waited
+            timings["infer"] += time.perf_counter() - inferred
     results = [
-        ItemResult(product_id=p.pk, prediction=predictions[i])
-        if isinstance(predictions.get(i), Prediction)
-        else ItemResult(product_id=p.pk, error=predictions.get(i, loaded[i]).message)
-        for i, p in enumerate(products)
+        ItemResult(product_id=p.pk, prediction=outcome) if isinstance(outcome, Prediction)
+        else ItemResult(product_id=p.pk, error=outcome.message)
+        for p, outcome in zip(products, outcomes, strict=True)
     ]
-    timings = {"decode": decoded - start, "infer": time.perf_counter() - decoded}
     return results, timings
 
 

@@ -13,6 +13,8 @@ from catalog.models import Product
 from classifier.exceptions import EmbeddingFormatError, NoEmbeddingModelError
 from classifier.models import ModelVersion, ProductEmbedding
 from classifier.runtime import LoadedModel, get_active_model
+from classifier.selectors import products_without_current_embedding
+from classifier.services.classify import classify_products
 from classifier.services.results import ItemResult
 from classifier.similarity.encoding import (
     CODEC_FLOAT16,
@@ -228,9 +230,6 @@ def products_embeddings_backfill(*, apply: bool, chunk_size: int = 64,
         NoActiveModelError: No model version is active.
         NoEmbeddingModelError: The active model outputs no embedding.
     """
-    from classifier.selectors import products_without_current_embedding
-    from classifier.services.jobs import classify_products
-
     model = embedding_model()
     backbone = model_version_backbone(model.version_id)
     pending = products_without_current_embedding(backbone=backbone).order_by("pk")

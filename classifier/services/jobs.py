@@ -116,7 +116,8 @@ def classification_chunk_run(*, job_id: int, product_ids: list[int]) -> dict:
     recorded = _recorded(job_id, product_ids)
     products = list(Product.objects.filter(pk__in=product_ids).exclude(pk__in=recorded))
     if not products:
-        _finish_if_complete(job_id)
+        # Recorded earlier, or deleted since the job started: the latter leave the job's total.
+        _record(job_id, product_ids, [], [], model_version_id=None)
         return {"done": 0, "failed": 0, "skipped": len(recorded)}
     try:
         model = _chunk_model(job_id)

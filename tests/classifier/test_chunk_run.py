@@ -235,3 +235,23 @@ def test_chunk_larger_than_the_read_ahead_window_completes(settings, model_versi
     assert (job.done_count, job.failed_count) == (len(colours), 0)
     labels = [Product.objects.get(pk=p.pk).predicted_category.slug for p in products]
     assert labels == [{RED: "red", GREEN: "green", BLUE: "blue"}[c] for c in colours]
+
+
+def test_chunk_whose_products_were_all_deleted_closes_the_job(model_version, make_product):
+    """Products deleted after the job started (e.g. re-classification after an activation)
+    leave the job's total, so the job finishes instead of waiting for the stalled-job resume."""
+    kept = make_product(solid_color_jpeg(RED))
+    gone = [make_product(solid_color_jpeg(BLUE)) for _ in range(2)]
+    job = classification_job_start(products=[kept, *gone])
+    ids = [p.pk for p in gone]
+    Product.objects.filter(pk__in=ids).delete()
+
+    classification_chunk_run(job_id=job.pk, product_ids=ids)
+    job.refresh_from_db()
+    assert (job.total, job.finished_at) == (1, None)
+
+    classification_chunk_run(job_id=job.pk, product_ids=[kept.pk])
+    job.refresh_from_db()
+    assert (job.status, job.total, job.done_count, job.failed_count) == (
+        JobStatus.SUCCEEDED, 1, 1, 0)
+    assert job.finished_at is not None
