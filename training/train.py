@@ -99,13 +99,18 @@ def _compile(model: Any, learning_rate: float) -> None:
 
 def _fit_phase(model: Any, train_ds: Any, val_ds: Any, phase: str, first: int, last: int,
                hparams: HParams, progress: ProgressFn | None,
-               history: dict[str, list]) -> tuple[int, float]:
-    """Run epochs ``first..last-1``; append to ``history``; return (best epoch, best val_loss)."""
+               history: dict[str, list], *, early_stopping: bool = True) -> tuple[int, float]:
+    """Run epochs ``first..last-1``; append to ``history``; return (best epoch, best val_loss).
+
+    With ``early_stopping`` the run stops after ``hparams.patience`` epochs without a better
+    validation loss and keeps the best epoch's weights; without it, every epoch runs and the
+    last weights stay (the validation set is then only reported, never used to choose).
+    """
     import keras
 
-    stop = keras.callbacks.EarlyStopping(monitor="val_loss", patience=hparams.patience,
-                                         restore_best_weights=True)
-    callbacks = [stop]
+    callbacks = [keras.callbacks.EarlyStopping(monitor="val_loss", patience=hparams.patience,
+                                               restore_best_weights=True)
+                 ] if early_stopping else []
     if progress is not None:
         callbacks.append(_progress_callback(progress, phase, last, int(train_ds.cardinality())))
     fit = model.fit(train_ds, validation_data=val_ds, initial_epoch=first, epochs=last,

@@ -172,8 +172,10 @@ class SearchByImageView(APIView):
         payload = api.SearchByImageRequestSerializer(data=request.data)
         payload.is_valid(raise_exception=True)
         data = image_upload_bytes(payload.validated_data["image"], check_content=False)
+        # Anonymous photos decode to at most CLASSIFY_ANON_MAX_PIXELS, as on /classify/.
+        pixels = None if request.user.is_authenticated else settings.CLASSIFY_ANON_MAX_PIXELS
         results, number = classifier_services.products_like_image(
-            data=data, limit=query.validated_data["limit"])
+            data=data, limit=query.validated_data["limit"], max_decode_pixels=pixels)
         body = {"model_version": number, "results": results}
         return Response(api.SearchByImageResultSerializer(body, context={"request": request}).data)
 

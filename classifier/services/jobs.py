@@ -145,10 +145,17 @@ def _record(job_id: int, product_ids: list[int], products: list[Product],
         results = [r for r in results if r.product_id not in recorded_now]
         done, failed = results_apply(results=results, job_id=job_id,
                                      model_version_id=model_version_id or job.model_version_id)
-        vanished = len(set(product_ids) - recorded_now - {p.pk for p in products})
+        # Products deleted since the job started leave it, once: a re-delivered or resumed
+        # chunk finds them gone from the job's list and counts nothing twice.
+        gone = set(product_ids) - recorded_now - {p.pk for p in products}
+        left = {}
+        if gone:
+            listed = [pk for pk in job.product_ids if pk not in gone]
+            left = {"product_ids": listed, "total": F("total") - (len(job.product_ids)
+                                                                 - len(listed))}
         ClassificationJob.objects.filter(pk=job_id).update(
             done_count=F("done_count") + done, failed_count=F("failed_count") + failed,
-            total=F("total") - vanished, last_progress_at=timezone.now(),
+            last_progress_at=timezone.now(), **left,
         )
         if model_version_id is not None:
             product_embeddings_store(results=results, products=products,

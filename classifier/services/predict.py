@@ -44,7 +44,9 @@ def product_classify_on_commit(*, product) -> None:
     if not settings.CLASSIFIER["AUTO_CLASSIFY"] or not product.image:
         return
     product_id, sku = product.pk, product.sku
-    transaction.on_commit(lambda: _start_auto_job(product_id, sku))
+    # Robust: the product is committed by now; a broker that cannot take the job (Redis down,
+    # database locked) is logged and must not fail the save that stored the product and its file.
+    transaction.on_commit(lambda: _start_auto_job(product_id, sku), robust=True)
 
 
 # Whether this process has said "no model is active" yet: an import of a new catalog saves

@@ -38,8 +38,8 @@ def results_apply(
 ) -> tuple[int, int]:
     """Write results to products and history; call inside a transaction.
 
-    Products are re-read here (the caller holds the job lock inside ``transaction.atomic``), so a
-    category a person chose while the chunk was being inferred is seen and kept.
+    Products are re-read here with row locks (call inside ``transaction.atomic``), so a category
+    a person chose while the chunk was being inferred is seen and kept.
 
     Rules: a person's category is never changed; a confident prediction fills the shop category
     unless a person set it; a less confident one sends the product to review; a failure marks
@@ -52,7 +52,10 @@ def results_apply(
     Returns:
         ``(classified, failed)`` counts, where "classified" includes "needs review".
     """
-    products = Product.objects.in_bulk([r.product_id for r in results])
+    # Row locks (in id order, so two chunks never deadlock): a person's choice committed while
+    # this chunk was inferring is read here, and none can commit between this read and the write.
+    products = (Product.objects.select_for_update().order_by("pk")
+                .in_bulk([r.product_id for r in results]))
     slugs = {p.label for r in results if (p := r.prediction) is not None}
     categories = {c.slug: c for c in Category.objects.filter(slug__in=slugs)}
     thresholds = (ModelVersion.objects.filter(pk=model_version_id)

@@ -60,18 +60,20 @@ def similar_products(*, product: Product, limit: int = DEFAULT_LIMIT,
                             exclude={product.pk}, published_only=published_only)
 
 
-def products_like_image(*, data: bytes, limit: int = DEFAULT_LIMIT
+def products_like_image(*, data: bytes, limit: int = DEFAULT_LIMIT,
+                        max_decode_pixels: int | None = None
                         ) -> tuple[list[SimilarProduct], int]:
     """The published products whose images look most like this photo, and the model number.
 
-    The photo is embedded by the active model through the same LiteRT path as classification.
+    The photo is embedded by the active model through the same LiteRT path as classification;
+    ``max_decode_pixels`` bounds what it may decode to (an untrusted caller's limit).
 
     Raises:
         ImageError: The bytes are not a usable image.
         NoActiveModelError, NoEmbeddingModelError, ModelLoadError: no model can embed it.
     """
     model = embedding_model()
-    result = model.classifier.predict_bytes([data], k=1)[0]
+    result = model.classifier.predict_bytes([data], k=1, max_decode_pixels=max_decode_pixels)[0]
     if isinstance(result, ClassifierError):
         raise result
     backbone = model_version_backbone(model.version_id)

@@ -152,3 +152,26 @@ def test_duplicate_sku_is_a_400_with_the_field(clients, catalog):
     response = clients["staff"].post("/api/v1/products/", {"sku": "APL-1", "title": "Again"},
                                      format="json")
     assert response.status_code == 400 and "sku" in response.json()
+
+
+def test_a_broker_that_refuses_the_auto_job_does_not_undo_a_committed_product(
+        transactional_db, active_model, settings, monkeypatch, caplog):
+    """The classification request runs after the commit; when it cannot be enqueued (Redis down,
+    database locked) the product and its uploaded file stay, and the failure is logged."""
+    import django_q.tasks
+    from django.core.files.base import ContentFile
+
+    from catalog.services import product_create
+
+    settings.CLASSIFIER = {**settings.CLASSIFIER, "AUTO_CLASSIFY": True}
+
+    def broker_down(*args, **kwargs):
+        raise ConnectionError("broker unreachable")
+
+    monkeypatch.setattr(django_q.tasks, "async_task", broker_down)
+    product = product_create(sku="KIW-2", title="Kiwi",
+                             image=ContentFile(solid_color_jpeg((0, 180, 0)), name="kiwi.jpg"))
+    stored = Product.objects.get(sku="KIW-2")
+    assert stored.image.name == product.image.name
+    assert stored.image.storage.exists(stored.image.name)
+    assert "broker unreachable" in caplog.text

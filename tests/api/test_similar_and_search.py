@@ -127,6 +127,25 @@ def test_search_by_image_over_the_limit_is_a_413(clients, active_model, settings
     assert response.status_code == 413 and response.json()["code"] == "upload_too_large"
 
 
+def test_an_anonymous_photo_that_would_decode_too_big_is_a_400_as_on_classify(
+        clients, active_model, settings):
+    from PIL import Image
+
+    settings.CLASSIFY_ANON_MAX_PIXELS = 1_000_000
+    buffer = io.BytesIO()
+    Image.new("RGB", (1100, 1000), (200, 30, 30)).save(buffer, "PNG")
+
+    def search(client):
+        photo = io.BytesIO(buffer.getvalue())
+        photo.name = "flat.png"
+        return client.post(SEARCH, {"image": photo}, format="multipart")
+
+    anonymous = search(clients["anonymous"])
+    assert anonymous.status_code == 400 and anonymous.json()["code"] == "invalid_image"
+    assert "may decode at most 1,000,000" in anonymous.json()["detail"]
+    assert search(clients["staff"]).status_code == 200
+
+
 def test_search_by_image_shares_the_classify_rate_limit(clients):
     allowed = int(settings.REST_FRAMEWORK["DEFAULT_THROTTLE_RATES"]["classify_anon"].split("/")[0])
     codes = [clients["anonymous"].post("/api/v1/classify/", {}, format="json").status_code

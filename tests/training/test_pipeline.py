@@ -187,6 +187,30 @@ def test_mobilenet_with_a_weights_file_trains_on_embeddings_and_tries_fine_tunin
         "mobilenet_v3_small:")
 
 
+def test_a_discarded_fine_tune_leaves_the_exported_backbone_as_it_was_evaluated(data_root,
+                                                                                tmp_path):
+    """The frozen candidate shares the backbone the fine-tune trains in place: when the tuned
+    model loses (here it diverges at a huge learning rate), the saved model must carry the
+    original backbone weights, not the tuned ones under a head fitted to frozen embeddings."""
+    import keras
+
+    weights = tmp_path / "mobilenet_v3_small_no_top.weights.h5"
+    original = keras.applications.MobileNetV3Small(input_shape=(*SIZE, 3), include_top=False,
+                                                   weights=None)
+    original.save_weights(weights)
+    hp = tiny_hparams(architecture="mobilenet_v3_small", weights=str(weights), epochs=1,
+                      fine_tune_epochs=2, fine_tune_layers=40, fine_tune_lr_factor=1e6,
+                      augment=False)
+    outcome = run_training(image_folder_items(data_root), hp, workdir=tmp_path / "run")
+    assert outcome.report["fine_tune"]["kept"] is False
+    saved = keras.models.load_model(outcome.keras_model_path, compile=False)
+    backbone = saved.get_layer("backbone").get_weights()
+    assert len(backbone) == len(original.get_weights())
+    for mine, theirs in zip(backbone, original.get_weights(), strict=True):
+        np.testing.assert_array_equal(mine, theirs)
+    assert "+ft:" not in outcome.embedding_backbone
+
+
 def test_imagenet_weights_offline_raise_weights_unavailable(tmp_path, monkeypatch):
     from training.model import build_model
 
