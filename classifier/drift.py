@@ -19,7 +19,12 @@ from django.db.models import Count, F, Sum
 from django.db.models.functions import TruncWeek
 from django.utils import timezone
 
-from classifier.models import ModelVersion, PredictionOutcome, PredictionRecord
+from classifier.models import (
+    RECLASSIFY_SCOPE_PREFIX,
+    ModelVersion,
+    PredictionOutcome,
+    PredictionRecord,
+)
 
 # Weeks the dashboard's chart shows: a quarter, enough to see a trend and a model change.
 CHART_WEEKS = 12
@@ -104,7 +109,8 @@ def prediction_records_by_week(*, weeks: int = CHART_WEEKS,
     """Counts and confidence sums per ISO week, outcome and predicted category.
 
     One grouped query over the weeks' rows (an index on ``created_at`` bounds it; the groups
-    are weeks x categories x 3 outcomes, so Python combines only a few hundred rows).
+    are weeks x categories x 3 outcomes, so Python combines only a few hundred rows). The
+    re-classification an activation starts is left out: it is not new images.
 
     Args:
         weeks: how many weeks, ending with the current one.
@@ -113,7 +119,10 @@ def prediction_records_by_week(*, weeks: int = CHART_WEEKS,
     """
     first = week_start(now or timezone.now()) - timedelta(weeks=weeks - 1)
     start = timezone.make_aware(datetime.combine(first, datetime.min.time()))
-    records = PredictionRecord.objects.filter(created_at__gte=start)
+    # Re-classification after an activation re-runs the products in review (the uncertain
+    # ones): counting it would look like a drop in confidence in every activation's week.
+    records = (PredictionRecord.objects.filter(created_at__gte=start)
+               .exclude(job__scope__startswith=RECLASSIFY_SCOPE_PREFIX))
     if model_version is not None:
         records = records.filter(model_version=model_version)
     groups = (records.annotate(week=TruncWeek("created_at")).values("week", "label", "outcome")

@@ -104,6 +104,11 @@ class JobStatus(models.TextChoices):
     FAILED = "failed", "Failed"
 
 
+# Scope of the job an activation starts to re-classify products in review or filed by the
+# classifier: a biased sample (the uncertain ones), which drift figures leave out.
+RECLASSIFY_SCOPE_PREFIX = "re-classify: "
+
+
 class ClassificationJob(models.Model):
     """A request to classify a set of products, split into chunks that workers share."""
 

@@ -243,7 +243,14 @@ def classification_jobs_resume_stalled(*, stalled_after: float | None = None) ->
     stalled = ClassificationJob.objects.filter(
         finished_at__isnull=True, status__in=[JobStatus.QUEUED, JobStatus.RUNNING],
         last_progress_at__lte=cutoff,
-    ).values_list("pk", flat=True)
+    )
+    # A job none of whose chunks has started is waiting, not stalled, while the workers are
+    # busy with others (an activation re-classifying a big catalog takes hours): resuming it
+    # would queue duplicates, and giving up would fail products nothing went wrong with.
+    if ClassificationJob.objects.filter(started_at__isnull=False,
+                                        last_progress_at__gt=cutoff).exists():
+        stalled = stalled.exclude(started_at__isnull=True)
+    stalled = stalled.values_list("pk", flat=True)
     enqueued = 0
     for job_id in list(stalled):
         enqueued += _job_resume(job_id, cutoff)

@@ -7,7 +7,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from catalog.models import CategorySource, Product, ReviewStatus
-from classifier.models import ModelVersion
+from classifier.models import RECLASSIFY_SCOPE_PREFIX, ModelVersion
 
 logger = logging.getLogger(__name__)
 
@@ -54,6 +54,7 @@ def products_reclassify_after_activation(*, number: int) -> None:
     if not products.exists():
         return
     try:
-        classification_job_start(products=products, scope=f"re-classify: v{number} activated")
+        classification_job_start(products=products,
+                                 scope=f"{RECLASSIFY_SCOPE_PREFIX}v{number} activated")
     except NoActiveModelError:  # deactivated again before this ran
         logger.info("v%s no longer active: products not re-classified", number)

@@ -140,6 +140,25 @@ def test_other_versions_predictions_do_not_count(version, product, make_model_ve
     assert prediction_drift_check(model_version=version, now=NOW).status == "too_few"
 
 
+def test_the_re_classification_an_activation_starts_is_not_counted(version, product,
+                                                                   make_product):
+    """Activation re-runs the products in review: low confidence by selection, not drift."""
+    from classifier.models import RECLASSIFY_SCOPE_PREFIX, ClassificationJob
+
+    job = ClassificationJob.objects.create(model_version=version, total=40,
+                                           scope=f"{RECLASSIFY_SCOPE_PREFIX}v1 activated")
+    _records(version, product, when=NOW, confidences=_confidences(0.85, 80))
+    rerun = PredictionRecord.objects.bulk_create([
+        PredictionRecord(product=make_product(), model_version=version, job=job, label="red",
+                         confidence=0.4, outcome=PredictionOutcome.NEEDS_REVIEW)
+        for _ in range(40)])
+    PredictionRecord.objects.filter(pk__in=[r.pk for r in rerun]).update(created_at=NOW)
+
+    check = prediction_drift_check(model_version=version, now=NOW)
+    assert check.status == "ok" and check.records == 80
+    assert prediction_records_by_week(now=NOW).weeks[-1].total == 80
+
+
 def test_no_active_model_or_validation_figures_means_nothing_to_compare(version):
     assert prediction_drift_check(model_version=None, now=NOW).status == "no_baseline"
     version.metrics = {"accuracy": 0.9}

@@ -89,6 +89,26 @@ def test_jobs_with_recent_progress_or_finished_are_left_alone(
     assert ClassificationJob.objects.get(pk=recent.pk).resume_count == 0
 
 
+def test_a_job_waiting_behind_a_busy_queue_is_not_resumed_until_the_workers_are_idle(
+        settings, broker, model_version, make_product, django_capture_on_commit_callbacks):
+    products = [make_product(solid_color_jpeg(c)) for c in (RED, GREEN)]
+    busy = classification_job_start(products=[p.pk for p in products], enqueue=False)
+    classification_chunk_run(job_id=busy.pk, product_ids=[products[0].pk])  # progressing now
+    waiting = classification_job_start(products=[products[1].pk], enqueue=False)
+    stall = settings.Q_CLUSTER["retry"] + STALL_MARGIN_SECONDS + 1
+    _stall(waiting, stall)
+
+    with django_capture_on_commit_callbacks(execute=True):
+        assert classification_jobs_resume_stalled() == 0
+        assert ClassificationJob.objects.get(pk=waiting.pk).resume_count == 0
+        # The busy job stops progressing too: nothing moves, so the waiting job is resumed.
+        _stall(busy, stall)
+        assert classification_jobs_resume_stalled() == 2
+
+    assert sorted(args for _, args in _queued_chunks(broker)) == sorted(
+        [(busy.pk, [products[1].pk]), (waiting.pk, [products[1].pk])])
+
+
 def test_job_that_keeps_stalling_fails_with_reason_instead_of_looping(
         broker, model_version, make_product, django_capture_on_commit_callbacks):
     product = make_product(solid_color_jpeg(RED))
