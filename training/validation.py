@@ -31,8 +31,9 @@ L2_GRID = (1e-4, 1e-3, 1e-2)
 EVAL_EVERY = 5
 MIN_EPOCHS = 20
 MAX_EPOCHS = 100
-# Optimiser steps a head gets at most: bounds training time on large catalogs, where each epoch
-# already holds many steps.
+# Optimiser steps that cap the epoch budget on large catalogs, where each epoch already holds
+# many steps; MIN_EPOCHS still wins, so past ~6,400 training images (MAX_STEPS / MIN_EPOCHS
+# batches) a head gets 20 epochs and its training time grows linearly with the catalog.
 MAX_STEPS = 4000
 # Cosine similarity of embeddings above which two images of one category count as the same
 # product for fold assignment (photos of one item, colour variants, re-uploads). Measured on
