@@ -211,8 +211,10 @@ def _image_name(file: dict) -> str:
 
 
 def _file_time(file: dict) -> datetime | None:
-    """The file's ``$updatedAt`` (Appwrite's clock), or None when the dict has none."""
-    value = file.get("$updatedAt")
+    """When the file's bytes were stored: its ``$createdAt`` (Appwrite's clock; a file's bytes
+    never change under one id, while ``$updatedAt`` also moves on renames and permission edits),
+    or None when the dict has none."""
+    value = file.get("$createdAt")
     return datetime.fromisoformat(value) if value else None
 
 
@@ -222,8 +224,15 @@ def _products_for_file(*, file_id: str, image_name: str):
 
 
 def _file_is_newer(product: Product, file: dict) -> bool:
-    """Whether the file changed after the product last took its image (a re-upload under the
-    same id and name). A product that never recorded when is not reclassified on every replay."""
+    """Whether a file uploaded outside Django is newer than the product's image: deleted and
+    uploaded again under the same id and name, its create event arriving before the delete's.
+
+    Django's own uploads never are: the save that stored them classified them already, and it
+    stamps ``image_updated_at`` before the upload, so Appwrite's clock is always later. A
+    product that never recorded when is not reclassified on every replay.
+    """
+    if not _uploaded_outside_django(file):
+        return False
     file_time = _file_time(file)
     return bool(file_time and product.image_updated_at and file_time > product.image_updated_at)
 

@@ -136,6 +136,22 @@ def test_upload_through_django_is_linked_without_a_second_classification(hooked)
     assert len(calls()) == 1  # queued once, by the save that stored the image
 
 
+def test_a_product_saved_by_the_catalog_service_is_classified_once_despite_its_event(hooked):
+    """product_create stamps image_updated_at before the upload, so the file's Appwrite times are
+    later: the event must still not count as newer bytes (that was a second classification of
+    every upload made through the admin, the API or an import)."""
+    bucket, sdk, calls = hooked
+    from django.core.files.base import ContentFile
+
+    from catalog.services import product_create
+
+    product = product_create(sku="sku-10", title="Kettle",
+                             image=ContentFile(RED, name="kettle.jpg"))
+    assert _deliveries(bucket.emulator, 1)[0].status == 200
+    assert Product.objects.get().image.name == product.image.name
+    assert len(calls()) == 1
+
+
 def test_a_wrongly_signed_delivery_is_refused_and_changes_nothing(hooked, settings):
     bucket, sdk, calls = hooked
     settings.APPWRITE = {**settings.APPWRITE, "WEBHOOK_SECRET": "not-the-registered-secret"}
