@@ -40,11 +40,13 @@ class ReferenceSet:
         return index, best
 
 
-def load_reference_set(data: bytes, *, dim: int) -> ReferenceSet:
+def load_reference_set(data: bytes, *, dim: int, num_labels: int | None = None
+                       ) -> ReferenceSet:
     """Parse the ``.npz`` training stored.
 
     Raises:
-        ModelLoadError: the file is not a reference set of this model's embedding width.
+        ModelLoadError: the file is not a reference set of this model's embedding width (or,
+            given ``num_labels``, names a label the model does not have).
     """
     try:
         with np.load(io.BytesIO(data), allow_pickle=False) as archive:
@@ -56,6 +58,10 @@ def load_reference_set(data: bytes, *, dim: int) -> ReferenceSet:
     if embeddings.ndim != 2 or embeddings.shape[1] != dim or len(labels) != len(embeddings):
         raise ModelLoadError(f"The labelled embeddings have shape {embeddings.shape}, not "
                              f"(N, {dim}). Retrain to store them again.")
+    if num_labels is not None and len(labels) and (labels.min() < 0
+                                                   or labels.max() >= num_labels):
+        raise ModelLoadError(f"The labelled embeddings name labels outside the model's "
+                             f"{num_labels}. Retrain to store them again.")
     return ReferenceSet(embeddings=embeddings, labels=labels)
 
 

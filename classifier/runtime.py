@@ -95,7 +95,7 @@ def reference_set(version_id: int) -> ReferenceSet | None:
     still decides, so classification never fails for it.
     """
     row = (ModelVersion.objects.filter(pk=version_id)
-           .values_list("reference_file", "embedding_dim").first())
+           .values_list("reference_file", "embedding_dim", "labels").first())
     if row is None or not row[0]:
         return None
     key = (version_id, row[0])
@@ -106,7 +106,8 @@ def reference_set(version_id: int) -> ReferenceSet | None:
         try:
             storage = ModelVersion._meta.get_field("reference_file").storage
             with storage.open(row[0], "rb") as handle:
-                _references[key] = load_reference_set(handle.read(), dim=row[1])
+                _references[key] = load_reference_set(handle.read(), dim=row[1],
+                                                      num_labels=len(row[2]))
         except (OSError, ModelLoadError) as exc:
             logger.warning("Model version %s: labelled embeddings %s unusable (%s); the "
                            "near-duplicate rule is off", version_id, row[0], exc)

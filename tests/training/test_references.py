@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from classifier.references import load_reference_set, near_duplicate_matches
 from training.references import near_duplicate_rule, reference_bytes
@@ -49,3 +50,14 @@ def test_stored_references_find_the_labelled_twin_of_a_new_image():
     assert matches == [names[c] for c in y[:20]]
     strangers = np.random.default_rng(5).normal(size=(3, 32))
     assert near_duplicate_matches(references, strangers, names, cosine=0.99) == [None] * 3
+
+
+def test_stored_references_naming_a_label_the_model_lacks_are_refused():
+    """Such a file would fail every chunk with an IndexError; refused, the rule is only off."""
+    from classifier.exceptions import ModelLoadError
+
+    x, y = twins(20)
+    data = reference_bytes(x[:20], y[:20])
+    assert len(load_reference_set(data, dim=32, num_labels=4).labels) == 20
+    with pytest.raises(ModelLoadError, match="outside the model's 3"):
+        load_reference_set(data, dim=32, num_labels=3)
