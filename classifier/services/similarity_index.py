@@ -21,7 +21,7 @@ import re
 import tempfile
 import time
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import numpy as np
@@ -51,6 +51,9 @@ LOCK_NAME = ".rebuild.lock"
 # that refresh took at least DUTY_MIN_SECONDS (shorter ones cost nothing worth rationing).
 REFRESH_DUTY = 4
 DUTY_MIN_SECONDS = 10
+# How far before the last snapshot an incremental duplicate scan reaches: longer than a chunk's
+# result transaction can stay open (the SQLite busy timeout is 30 s).
+SCAN_OVERLAP_SECONDS = 300
 
 
 @dataclass(frozen=True)
@@ -202,7 +205,11 @@ def _changed_since(backbone: str, state: dict | None) -> list[int] | None:
     if not state or not state.get("scan") or (
             state.get("threshold") != settings.SIMILARITY["DUPLICATE_THRESHOLD"]):
         return None
-    since = datetime.fromisoformat(state["snapshot_at"])
+    # updated_at is stamped before its chunk commits: a row stamped just before the last
+    # snapshot may have become visible only after it, so the window reaches back a margin
+    # (scanning a few rows twice is harmless; missing one would hide its pairs for good).
+    since = datetime.fromisoformat(state["snapshot_at"]) - timedelta(
+        seconds=SCAN_OVERLAP_SECONDS)
     return list(ProductEmbedding.objects.filter(backbone=backbone, updated_at__gte=since)
                 .values_list("product_id", flat=True))
 

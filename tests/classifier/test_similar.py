@@ -35,6 +35,16 @@ def shades(embedding_version, make_product, no_auto_classify):
     return products
 
 
+def _age_embeddings(hours: float = 1) -> None:
+    """Stored embeddings as if written a while ago: an incremental scan also rescans the rows
+    of the last few minutes (their commits may trail their stamps)."""
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    ProductEmbedding.objects.update(updated_at=timezone.now() - timedelta(hours=hours))
+
+
 def skus(results) -> list[str]:
     return [r.product.sku for r in results]
 
@@ -178,6 +188,7 @@ def test_chunk_store_skips_results_without_an_embedding(embedding_version, make_
 def test_a_rebuild_rescans_only_changed_products_and_keeps_the_other_pairs(
         shades, settings, make_product):
     settings.SIMILARITY = {**settings.SIMILARITY, "DUPLICATE_THRESHOLD": 0.99}
+    _age_embeddings()
     similarity_index_refresh()
     assert index_state(TINY_BACKBONE)["scan"] == "full"
     green_2 = make_product(solid_color_jpeg((25, 226, 22)), sku="green-2", is_published=True)
@@ -190,6 +201,27 @@ def test_a_rebuild_rescans_only_changed_products_and_keeps_the_other_pairs(
     similarity_index_refresh(force=True)  # a full rescan finds the same
     assert index_state(TINY_BACKBONE)["scan"] == "full"
     assert {(c.product_a.sku, c.product_b.sku) for c in DuplicateCandidate.objects.all()} == found
+
+
+def test_an_embedding_stamped_before_the_last_snapshot_but_committed_after_is_rescanned(
+        shades, settings, make_product):
+    """updated_at is set before the chunk's transaction commits: a rebuild that snapshotted in
+    between did not see the row, and the next incremental scan must still look at it."""
+    from datetime import datetime, timedelta
+
+    settings.SIMILARITY = {**settings.SIMILARITY, "DUPLICATE_THRESHOLD": 0.99}
+    _age_embeddings()
+    similarity_index_refresh()
+    snapshot = datetime.fromisoformat(index_state(TINY_BACKBONE)["snapshot_at"])
+    green_2 = make_product(solid_color_jpeg((25, 226, 22)), sku="green-2", is_published=True)
+    classification_job_run_sync(products=[green_2.pk])
+    ProductEmbedding.objects.filter(product=green_2).update(
+        updated_at=snapshot - timedelta(seconds=10))
+
+    assert similarity_index_refresh().pairs == 2
+    assert index_state(TINY_BACKBONE)["scan"] == "incremental"
+    found = {(c.product_a.sku, c.product_b.sku) for c in DuplicateCandidate.objects.all()}
+    assert found == {("red-1", "red-2"), ("green", "green-2")}
 
 
 def test_a_slow_last_refresh_holds_the_next_one_back(shades):
