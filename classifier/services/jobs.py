@@ -321,7 +321,11 @@ def _finish(job_id: int) -> None:
         status=JobStatus.FAILED if failed_all else JobStatus.SUCCEEDED,
         finished_at=timezone.now(),
     )
-    similarity_index_refresh_on_commit()
+    # A batch refreshes the similarity index at once; the one-image jobs that uploads and
+    # imports start (thousands in an import) leave it to the 5-minute schedule, rather than
+    # each queueing a refresh that checks the whole catalog's embeddings.
+    if job.total > 1:
+        similarity_index_refresh_on_commit()
 
 
 def _enqueue_chunks(job_id: int, chunks: list[list[int]], *, resumed: bool = False) -> None:

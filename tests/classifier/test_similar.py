@@ -74,20 +74,26 @@ def test_after_job_refresh_waits_for_the_minimum_age(shades):
     assert similarity_index_refresh(min_age_seconds=0).status == "built"
 
 
-def test_finishing_a_job_enqueues_a_refresh_after_commit(shades,
-                                                         django_capture_on_commit_callbacks):
+def test_finishing_a_batch_job_enqueues_a_refresh_after_commit_and_a_one_image_job_does_not(
+        shades, django_capture_on_commit_callbacks):
     from django_q.brokers import get_broker
     from django_q.signing import SignedPackage
 
     broker = get_broker()
-    broker.purge_queue()
-    with django_capture_on_commit_callbacks(execute=True):
-        classification_job_run_sync(products=[shades["green"].pk])
-    queued = []
-    while tasks := broker.dequeue():
-        queued += [SignedPackage.loads(payload)["func"] for _, payload in tasks]
-    broker.purge_queue()
-    assert queued == [REFRESH_TASK]
+
+    def queued_after(products) -> list[str]:
+        broker.purge_queue()
+        with django_capture_on_commit_callbacks(execute=True):
+            classification_job_run_sync(products=[p.pk for p in products])
+        queued = []
+        while tasks := broker.dequeue():
+            queued += [SignedPackage.loads(payload)["func"] for _, payload in tasks]
+        broker.purge_queue()
+        return queued
+
+    assert queued_after([shades["green"], shades["blue"]]) == [REFRESH_TASK]
+    # An upload's one-image job leaves it to the 5-minute schedule.
+    assert queued_after([shades["green"]]) == []
 
 
 @pytest.mark.parametrize("with_index", [True, False], ids=["index", "exact fallback"])
