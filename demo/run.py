@@ -287,8 +287,24 @@ def main(argv=None) -> int:
     return run(args, password)
 
 
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+
+def stop_on_termination_signals() -> None:
+    """Make SIGTERM and SIGHUP (``kill``, a closed terminal, a process manager) stop the demo
+    as Ctrl-C does. Its servers run in sessions of their own, so a demo that just died would
+    leave them running and the port taken. SIGINT is restored too: a shell that starts the demo
+    as a background job starts it with SIGINT ignored."""
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+
+    for sig in STOP_SIGNALS:
+        signal.signal(sig, interrupt)
+
+
 def run(args: argparse.Namespace, password: str | None) -> int:
     """Start the web server and both worker clusters, classify, and wait for Ctrl-C."""
+    stop_on_termination_signals()
     processes = start_processes(args.host, args.port)
     base = f"http://{args.host}:{args.port}"
     try:
@@ -312,6 +328,8 @@ def run(args: argparse.Namespace, password: str | None) -> int:
         print("\nStopping…", flush=True)
         return 0
     finally:
+        for sig in STOP_SIGNALS:  # a second signal must not cut the clean-up short
+            signal.signal(sig, signal.SIG_IGN)
         stop_processes(processes)
 
 

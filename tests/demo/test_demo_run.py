@@ -203,6 +203,41 @@ def test_full_run_serves_the_admin_and_ctrl_c_stops_every_process(prepared_demo)
     assert processes_using(str(var_dir)) == {}, reader.text()
 
 
+@pytest.mark.parametrize("sig, ignored_at_start", [
+    (signal.SIGTERM, False), (signal.SIGHUP, False), (signal.SIGINT, True)],
+    ids=["SIGTERM", "SIGHUP", "SIGINT ignored by a background shell"])
+def test_termination_signals_take_the_ctrl_c_path_that_stops_every_process(sig,
+                                                                            ignored_at_start):
+    """``kill``, a closed terminal or a background job's Ctrl-C reach the demo as the
+    KeyboardInterrupt whose clean-up the full run above checks; without it, the demo would die
+    and leave its servers (in sessions of their own) running."""
+    code = ("import sys, time\n"
+            "from demo.run import stop_on_termination_signals\n"
+            "stop_on_termination_signals()\n"
+            "print('ready', flush=True)\n"
+            "try:\n"
+            "    time.sleep(60)\n"
+            "except KeyboardInterrupt:\n"
+            "    print('stopping', flush=True)\n"
+            "    sys.exit(0)\n")
+
+    def ignore_sigint():
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+    proc = subprocess.Popen([sys.executable, "-c", code], cwd=REPO_ROOT, text=True,
+                            stdout=subprocess.PIPE,
+                            preexec_fn=ignore_sigint if ignored_at_start else None)
+    try:
+        assert proc.stdout.readline().strip() == "ready"
+        proc.send_signal(sig)
+        assert proc.wait(30) == 0
+        assert proc.stdout.read().strip() == "stopping"
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
 def assert_auto_fill_figures_match_the_database(output: str, var_dir: Path) -> None:
     """The printed auto-fill figures are the database's, checked against the catalog CSV."""
     import csv
